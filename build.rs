@@ -1,0 +1,79 @@
+//! Generates the Rust code for the protos in `proto/` at build time, with no `protoc` binary.
+//!
+//! Two generators share one pure-Rust parse of each file:
+//! - `protobuf-codegen` 3 writes the message types (`<module>.rs`);
+//! - `grpcio-compiler` writes the service stubs (`<module>_grpc.rs`). It only understands
+//!   rust-protobuf 2 descriptors, so the parsed `FileDescriptorSet` is encoded to bytes and
+//!   decoded again as a protobuf-2 descriptor set: the wire format is the bridge.
+//!
+//! Everything lands flat in `$OUT_DIR/proto/` with a `mod.rs` that `src/proto.rs` includes.
+//! Both generators name a module after its file's stem, and the two reflection versions are
+//! both `reflection.proto`, so each file's modules are renamed to the name given below.
+
+use std::error::Error;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use protobuf::Message as _;
+
+/// (module name, path under `proto/`)
+const PROTOS: &[(&str, &str)] = &[
+    ("greeter", "greeter.proto"),
+    ("health", "grpc/health/v1/health.proto"),
+    ("reflection_v1", "grpc/reflection/v1/reflection.proto"),
+    ("reflection_v1alpha", "grpc/reflection/v1alpha/reflection.proto"),
+];
+
+fn main() -> Result<(), Box<dyn Error>> {
+    println!("cargo:rerun-if-changed=build.rs");
+    let proto_dir = Path::new("proto");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?).join("proto");
+    fs::create_dir_all(&out_dir)?;
+
+    let mut mod_rs = String::new();
+    for (module, proto) in PROTOS {
+        let input = proto_dir.join(proto);
+        println!("cargo:rerun-if-changed={}", input.display());
+        for generated in generate(proto_dir, &input, module, &out_dir)? {
+            mod_rs += &format!("pub mod {generated};\n");
+        }
+    }
+    fs::write(out_dir.join("mod.rs"), mod_rs)?;
+    Ok(())
+}
+
+/// Writes `<module>.rs` (and `<module>_grpc.rs` if the file has services); returns their names.
+fn generate(include: &Path, input: &Path, module: &str, out_dir: &Path) -> Result<Vec<String>, Box<dyn Error>> {
+    let stem = input.file_stem().unwrap().to_string_lossy().into_owned();
+    let scratch = out_dir.join(format!("{module}.tmp"));
+    fs::create_dir_all(&scratch)?;
+
+    // 1. Messages.
+    protobuf_codegen::Codegen::new()
+        .pure()
+        .include(include)
+        .input(input)
+        .out_dir(&scratch)
+        .run()?;
+    fs::rename(scratch.join(format!("{stem}.rs")), out_dir.join(format!("{module}.rs")))?;
+    fs::remove_dir_all(&scratch)?;
+    let mut modules = vec![module.to_owned()];
+
+    // 2. Service stubs, from the same parse re-read as protobuf-2 descriptors.
+    let parsed = protobuf_parse::Parser::new()
+        .pure()
+        .include(include)
+        .input(input)
+        .parse_and_typecheck()?;
+    let mut set = protobuf::descriptor::FileDescriptorSet::new();
+    set.file = parsed.file_descriptors;
+    let set_v2: protobuf2::descriptor::FileDescriptorSet =
+        protobuf2::Message::parse_from_bytes(&set.write_to_bytes()?)?;
+    let to_generate: Vec<String> = parsed.relative_paths.iter().map(|p| p.to_string()).collect();
+    for file in grpcio_compiler::codegen::gen(set_v2.get_file(), &to_generate) {
+        let code = String::from_utf8(file.content)?.replace(&format!("super::{stem}::"), &format!("super::{module}::"));
+        fs::write(out_dir.join(format!("{module}_grpc.rs")), code)?;
+        modules.push(format!("{module}_grpc"));
+    }
+    Ok(modules)
+}

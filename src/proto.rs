@@ -1,0 +1,33 @@
+//! The code `build.rs` generates from `proto/` at compile time (none of it is in git).
+//!
+//! - The Greeter messages (`HelloRequest`, `StockReply`, …, rust-protobuf 3) and the grpcio
+//!   glue (`Greeter`, the trait our service implements; `create_greeter`; `GreeterClient`)
+//!   are re-exported at this module's root.
+//! - [`health`]: the standard `grpc.health.v1` protocol.
+//! - [`reflection`]: the two versions of the server reflection protocol.
+#![allow(missing_docs, clippy::all, renamed_and_removed_lints)]
+
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/proto/mod.rs"));
+}
+
+pub use generated::greeter::*;
+pub use generated::greeter_grpc::*;
+
+/// `grpc.health.v1`: messages and the `Health` service glue.
+pub mod health {
+    pub use super::generated::health::*;
+    pub use super::generated::health_grpc::*;
+}
+
+/// `grpc.reflection.v1` and `grpc.reflection.v1alpha`: the same messages, two packages.
+pub mod reflection {
+    pub mod v1 {
+        pub use super::super::generated::reflection_v1::*;
+        pub use super::super::generated::reflection_v1_grpc::*;
+    }
+    pub mod v1alpha {
+        pub use super::super::generated::reflection_v1alpha::*;
+        pub use super::super::generated::reflection_v1alpha_grpc::*;
+    }
+}
