@@ -1,0 +1,38 @@
+//! `GreeterService`: the generated `Greeter` trait, each method handed to its pattern's file.
+
+use grpcio::{ClientStreamingSink, DuplexSink, RequestStream, RpcContext, ServerStreamingSink, UnarySink};
+
+use crate::proto::{self, ChatMessage, HelloReply, HelloRequest, Metric, MetricSummary, StockReply, StockRequest};
+use crate::stock_price::StockTicker;
+use crate::{chat, record_metrics, say_hello};
+
+/// The `greeter.Greeter` service. grpcio clones it once per completion queue, so it holds
+/// only shared, cheaply cloned state.
+#[derive(Clone, Debug, Default)]
+pub struct GreeterService {
+    ticker: StockTicker,
+}
+
+impl GreeterService {
+    pub fn new(ticker: StockTicker) -> Self {
+        GreeterService { ticker }
+    }
+}
+
+impl proto::Greeter for GreeterService {
+    fn say_hello(&mut self, ctx: RpcContext, req: HelloRequest, sink: UnarySink<HelloReply>) {
+        say_hello::say_hello(&ctx, req, sink)
+    }
+
+    fn get_stock_price(&mut self, ctx: RpcContext, req: StockRequest, sink: ServerStreamingSink<StockReply>) {
+        self.ticker.subscribe(&ctx, req, sink)
+    }
+
+    fn record_metrics(&mut self, ctx: RpcContext, stream: RequestStream<Metric>, sink: ClientStreamingSink<MetricSummary>) {
+        record_metrics::record_metrics(&ctx, stream, sink)
+    }
+
+    fn chat(&mut self, ctx: RpcContext, stream: RequestStream<ChatMessage>, sink: DuplexSink<ChatMessage>) {
+        chat::chat(&ctx, stream, sink)
+    }
+}
