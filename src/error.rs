@@ -1,0 +1,73 @@
+//! The library's errors. Each says what failed and what to try; binaries print them once.
+
+use grpcio::{RpcStatus, RpcStatusCode};
+
+/// Starting a server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source} (is the port already in use, or the address mistyped?)")]
+    Bind { addr: String, source: grpcio::Error },
+    #[error("cannot build the gRPC server: {0}")]
+    Build(#[source] grpcio::Error),
+}
+
+/// A client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {addr}: {reason} — is the server running?")]
+    Unreachable { addr: String, reason: String },
+    #[error("{call} to {addr} failed: {code:?}: {message}")]
+    Status {
+        call: &'static str,
+        addr: String,
+        code: RpcStatusCode,
+        message: String,
+    },
+    #[error("{call} to {addr} failed: {source}")]
+    Transport {
+        call: &'static str,
+        addr: String,
+        source: grpcio::Error,
+    },
+}
+
+impl ClientError {
+    /// Classifies a grpcio error from `call` to `addr`: UNAVAILABLE means we never got through.
+    pub fn from_grpc(call: &'static str, addr: &str, err: grpcio::Error) -> Self {
+        let addr = addr.to_owned();
+        match err {
+            grpcio::Error::RpcFailure(status) if status.code() == RpcStatusCode::UNAVAILABLE => {
+                ClientError::Unreachable { addr, reason: unreachable_reason(&status) }
+            }
+            grpcio::Error::RpcFailure(status) => ClientError::Status {
+                call,
+                addr,
+                code: status.code(),
+                message: status.message().to_owned(),
+            },
+            source => ClientError::Transport { call, addr, source },
+        }
+    }
+
+    /// The gRPC status code, when the server (or C-core on its behalf) gave one.
+    pub fn code(&self) -> Option<RpcStatusCode> {
+        match self {
+            ClientError::Unreachable { .. } => Some(RpcStatusCode::UNAVAILABLE),
+            ClientError::Status { code, .. } => Some(*code),
+            ClientError::Transport { .. } => None,
+        }
+    }
+}
+
+/// C-core's UNAVAILABLE text is long ("failed to connect to all addresses; last error: …");
+/// keep the part a person acts on.
+fn unreachable_reason(status: &RpcStatus) -> String {
+    let msg = status.message();
+    if msg.contains("Connection refused") {
+        "connection refused".to_owned()
+    } else if msg.is_empty() {
+        "unavailable".to_owned()
+    } else {
+        msg.to_owned()
+    }
+}

@@ -1,0 +1,55 @@
+//! # greeter
+//!
+//! The `greeter.Greeter` service of the Go + Python gRPC tutorial, in Rust on `grpcio`
+//! (gRPC C-core), with its four call patterns, health checking, server reflection and a graceful shutdown.
+//!
+//! ## The path of a request
+//!
+//! ```text
+//!  TCP socket ──► gRPC C-core (HTTP/2, framing, deadlines, flow control, limits)
+//!                   │  a finished read is an event on a completion queue
+//!                   ▼
+//!  completion-queue thread (grpcio; one per queue, `--completion-queues`)
+//!                   │  looks the method up in the registered services
+//!                   ▼
+//!  service::GreeterService  (the generated `proto::Greeter` trait)
+//!                   │  hands the call to its pattern's file
+//!      ┌────────────┼──────────────────┬───────────────────┐
+//!      ▼            ▼                  ▼                   ▼
+//!  say_hello   stock_price         record_metrics         chat
+//!  (unary)     (server stream)     (client stream)        (bidi stream)
+//! ```
+//!
+//! A handler never blocks. It wraps its work in a future and spawns it on the completion
+//! queue the call arrived on (`RpcContext::spawn`); grpcio polls that future again whenever
+//! C-core or a timer wakes it. There is no async runtime besides grpcio's queues: delays are
+//! `futures-timer`, clients block on `futures::executor`.
+//!
+//! ## The modules
+//!
+//! - [`proto`]: the code `build.rs` generates from `proto/greeter.proto`.
+//! - [`say_hello`], [`stock_price`], [`record_metrics`], [`chat`]: one file per pattern.
+//! - [`service`]: the `Greeter` trait implementation that dispatches to them.
+//! - [`server`]: bind, limits, Greeter + [`health`] + [`reflection`] registration;
+//!   [`shutdown`]: the graceful stop.
+//! - [`client`]: the tutorial's four calls from Rust; [`cli`]: flags shared by the examples.
+
+pub mod chat;
+pub mod cli;
+pub mod client;
+pub mod error;
+pub mod health;
+pub mod proto;
+pub mod record_metrics;
+pub mod reflection;
+pub mod say_hello;
+pub mod server;
+pub mod service;
+pub mod shutdown;
+pub mod stock_price;
+
+pub use client::Greeter;
+pub use error::{ClientError, ServerError};
+pub use server::{GreeterServer, ServerConfig};
+pub use shutdown::{GracefulShutdown, ShutdownOutcome};
+pub use stock_price::{StockTicker, TickerConfig};

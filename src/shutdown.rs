@@ -1,0 +1,48 @@
+//! `GracefulShutdown`: stop a server without dropping the calls it is serving.
+
+use std::time::{Duration, Instant};
+
+use futures::future::{self, Either};
+use futures_timer::Delay;
+use crate::health::HealthService;
+
+/// What a graceful shutdown did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownOutcome {
+    /// From the start of shutdown until the server stopped.
+    pub elapsed: Duration,
+    /// `true` when calls were still running at the end of the grace period and were cancelled.
+    pub cancelled_calls: bool,
+}
+
+/// Stops a server in the order load balancers and clients expect:
+///
+/// 1. health turns NOT_SERVING (watchers hear it at once, then their streams end), so
+///    traffic moves elsewhere;
+/// 2. the server stops accepting calls (new ones get UNAVAILABLE) and in-flight calls carry on;
+/// 3. after `grace`, calls still running are cancelled, and the server is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GracefulShutdown {
+    pub grace: Duration,
+}
+
+impl GracefulShutdown {
+    pub async fn run(self, server: &mut grpcio::Server, health: &HealthService) -> ShutdownOutcome {
+        let started = Instant::now();
+        health.shutdown();
+        let mut drained = server.shutdown();
+        let cancelled_calls = match future::select(&mut drained, Delay::new(self.grace)).await {
+            Either::Left(_) => false,
+            Either::Right(_) => {
+                log::warn!("grace period of {:?} is over: cancelling the calls still running", self.grace);
+                server.cancel_all_calls();
+                let _ = drained.await;
+                true
+            }
+        };
+        ShutdownOutcome {
+            elapsed: started.elapsed(),
+            cancelled_calls,
+        }
+    }
+}
