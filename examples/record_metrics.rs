@@ -1,0 +1,25 @@
+//! Level 3, client streaming: `cargo run --example record_metrics -- --values 25.5,26.8,27.1`.
+
+use clap::Parser;
+use greeter::cli::{self, ClientArgs};
+
+/// Upload readings and print the server's count and average.
+#[derive(Parser)]
+struct Opts {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Readings to upload, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "25.5,26.8,27.1", allow_negative_numbers = true)]
+    values: Vec<f64>,
+}
+
+fn main() -> std::process::ExitCode {
+    let opts = Opts::parse();
+    cli::report(run(&opts))
+}
+
+fn run(opts: &Opts) -> Result<(), greeter::ClientError> {
+    let summary = opts.client.connect().record_metrics(&opts.values)?;
+    println!("Statistics: Count {}, Average {:.2}", summary.count, summary.average);
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! Level 1, unary: `cargo run --example say_hello -- --name Ferris`.
+
+use clap::Parser;
+use greeter::cli::{self, ClientArgs};
+
+/// Call SayHello once and print the greeting.
+#[derive(Parser)]
+struct Opts {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Who to greet.
+    #[arg(long, default_value = "Rust Client")]
+    name: String,
+}
+
+fn main() -> std::process::ExitCode {
+    let opts = Opts::parse();
+    cli::report(run(&opts))
+}
+
+fn run(opts: &Opts) -> Result<(), greeter::ClientError> {
+    let greeting = opts.client.connect().say_hello(&opts.name)?;
+    println!("Response: {greeting}");
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! Level 2, server streaming: `cargo run --example stock_price -- --symbol TSMC`.
+
+use clap::Parser;
+use greeter::cli::{self, ClientArgs};
+
+/// Subscribe to a symbol and print each price tick as it arrives.
+#[derive(Parser)]
+struct Opts {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Ticker symbol.
+    #[arg(long, default_value = "TSMC")]
+    symbol: String,
+}
+
+fn main() -> std::process::ExitCode {
+    let opts = Opts::parse();
+    cli::report(run(&opts))
+}
+
+fn run(opts: &Opts) -> Result<(), greeter::ClientError> {
+    opts.client.connect().stock_prices(&opts.symbol, |tick| {
+        println!("Stock: {}, Price: {:.2}", tick.symbol, tick.price)
+    })?;
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! Command-line pieces the examples share: flags, logging, and reporting an error once.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::client::Greeter;
+use crate::server::ServerConfig;
+use crate::stock_price::TickerConfig;
+
+/// Flags every client example takes.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Server address, host:port.
+    #[arg(long, default_value = "localhost:50051")]
+    pub addr: String,
+    /// Deadline for each call (e.g. 500ms, 10s).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub deadline: Duration,
+}
+
+impl ClientArgs {
+    pub fn connect(&self) -> Greeter {
+        Greeter::connect(&self.addr, self.deadline)
+    }
+}
+
+/// The server example's flags; defaults are the tutorial's server.
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address to listen on; [::] listens on IPv6 and IPv4 alike.
+    #[arg(long, default_value = "[::]:50051")]
+    pub addr: String,
+    /// Completion queues (grpcio threads that poll for I/O and run the handlers).
+    #[arg(long, default_value_t = 1)]
+    pub completion_queues: usize,
+    /// Price ticks sent per GetStockPrice subscription.
+    #[arg(long, default_value_t = 5)]
+    pub stock_ticks: u32,
+    /// Pause between two ticks (e.g. 500ms; 0s sends them back to back).
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub stock_interval: Duration,
+    /// On SIGINT/SIGTERM, how long in-flight calls may finish before they are cancelled.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+    /// Do not serve gRPC reflection (grpcurl and similar tools then need the .proto files).
+    #[arg(long)]
+    pub no_reflection: bool,
+}
+
+impl ServerArgs {
+    pub fn config(&self) -> ServerConfig {
+        ServerConfig {
+            addr: self.addr.clone(),
+            completion_queues: self.completion_queues,
+            ticker: TickerConfig {
+                ticks: self.stock_ticks,
+                interval: self.stock_interval,
+            },
+            grace: self.grace,
+            reflection: !self.no_reflection,
+            ..ServerConfig::default()
+        }
+    }
+}
+
+/// Logs go to stderr at `info` unless `RUST_LOG` says otherwise (`RUST_LOG=greeter=debug`
+/// shows every metric and chat message, as the tutorial's server does). gRPC C-core's own
+/// log lines are routed into the same logger.
+pub fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    grpcio::redirect_log();
+}
+
+/// Runs an example's body and reports its error, if any, as one line on stderr.
+pub fn report<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
