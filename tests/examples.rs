@@ -1,0 +1,138 @@
+//! The examples as a user runs them: the server binary on a free port, each client binary
+//! against it, output checked line by line, then SIGTERM and a clean exit.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+
+/// `cargo test` builds the examples next to the test binaries: target/<profile>/examples/.
+fn example(name: &str) -> Command {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop(); // the test binary
+    dir.pop(); // deps/
+    let path: PathBuf = dir.join("examples").join(name);
+    assert!(path.exists(), "{} is missing: run the tests with `cargo test`, which builds the examples", path.display());
+    Command::new(path)
+}
+
+struct ServerProcess {
+    child: Child,
+    port: u16,
+    log: mpsc::Receiver<String>,
+}
+
+impl ServerProcess {
+    fn start() -> Self {
+        let mut child = example("server")
+            .args(["--addr", "127.0.0.1:0", "--stock-interval", "10ms", "--grace", "5s"])
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, log) = mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let started = log
+            .iter()
+            .find(|line| line.contains("gRPC Server started"))
+            .expect("the server logs its start");
+        let port = started.split("(port ").nth(1).and_then(|s| s.trim_end_matches(')').parse().ok());
+        ServerProcess { child, port: port.expect("the start line names the port"), log }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn run(&self, name: &str, args: &[&str]) -> Output {
+        let out = example(name).arg("--addr").arg(self.addr()).args(args).output().unwrap();
+        assert!(out.status.success(), "{name} failed: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn stdout_lines(out: &Output) -> Vec<String> {
+    String::from_utf8(out.stdout.clone()).unwrap().lines().map(str::to_owned).collect()
+}
+
+fn assert_price_line(line: &str, symbol: &str) {
+    let price = line
+        .strip_prefix(&format!("Stock: {symbol}, Price: "))
+        .unwrap_or_else(|| panic!("not a price line: {line:?}"));
+    let price: f64 = price.parse().unwrap();
+    assert!((500.0..=600.0).contains(&price), "{line}");
+    assert_eq!(line.rsplit('.').next().unwrap().len(), 2, "two decimals, like the tutorial: {line}");
+}
+
+#[test]
+fn every_client_example_prints_the_tutorial_lines_and_the_server_stops_on_sigterm() {
+    let mut server = ServerProcess::start();
+
+    let lines = stdout_lines(&server.run("client", &[]));
+    assert_eq!(lines[..2], ["--- 1. Unary ---", "Response: Hello Rust Client"]);
+    assert_eq!(lines[2..4], ["", "--- 2. Server Streaming ---"]);
+    lines[4..9].iter().for_each(|l| assert_price_line(l, "TSMC"));
+    assert_eq!(
+        lines[9..],
+        [
+            "",
+            "--- 3. Client Streaming ---",
+            "Statistics: Count 3, Average 26.47",
+            "",
+            "--- 4. Chat ---",
+            "(Receive) Server: Server received: Hello",
+            "(Receive) Server: Server received: Bye",
+        ]
+    );
+
+    assert_eq!(stdout_lines(&server.run("say_hello", &["--name", "Ferris"])), ["Response: Hello Ferris"]);
+    let ticks = stdout_lines(&server.run("stock_price", &["--symbol", "ACME"]));
+    assert_eq!(ticks.len(), 5);
+    ticks.iter().for_each(|l| assert_price_line(l, "ACME"));
+    assert_eq!(
+        stdout_lines(&server.run("record_metrics", &["--values", "1,2,-3.5"])),
+        ["Statistics: Count 3, Average -0.17"]
+    );
+    assert_eq!(
+        stdout_lines(&server.run("chat", &["--messages", "Hi,Streaming is cool"])),
+        ["(Receive) Server: Server received: Hi", "(Receive) Server: Server received: Streaming is cool"]
+    );
+
+    let term = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "the server exits 0 after SIGTERM, got {status}");
+    let log: Vec<String> = server.log.try_iter().collect();
+    assert!(log.iter().any(|l| l.contains("Received subscription: TSMC")), "{log:#?}");
+    assert!(log.iter().any(|l| l.contains("shutting down")), "{log:#?}");
+}
+
+#[test]
+fn a_client_example_with_no_server_prints_one_clear_line_and_fails() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let out = example("say_hello").args(["--addr", &addr, "--deadline", "5s"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr, format!("error: cannot reach {addr}: connection refused — is the server running?\n"));
+}
+
+#[test]
+fn the_server_help_explains_every_flag() {
+    let out = example("server").arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in ["--addr", "--completion-queues", "--stock-ticks", "--stock-interval", "--grace"] {
+        assert!(help.contains(flag), "--help does not mention {flag}:\n{help}");
+    }
+}

@@ -1,0 +1,217 @@
+//! The four call patterns against a live server: the tutorial's results and their edges.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{status_code, wait_until, TestServer};
+use futures::executor::block_on;
+use futures::{SinkExt as _, StreamExt as _, TryStreamExt as _};
+use greeter::proto::{ChatMessage, StockRequest};
+use greeter::stock_price::PRICE_RANGE;
+use greeter::ServerConfig;
+use grpcio::{CallOption, RpcStatusCode, WriteFlags};
+
+const FAST: Duration = Duration::from_millis(5);
+
+// --- Level 1: unary ---
+
+#[test]
+fn say_hello_greets_by_name() {
+    let server = TestServer::with_interval(FAST);
+    assert_eq!(server.client().say_hello("Go Client").unwrap(), "Hello Go Client");
+}
+
+#[test]
+fn say_hello_keeps_unicode_and_empty_names_intact() {
+    let server = TestServer::with_interval(FAST);
+    let client = server.client();
+    assert_eq!(client.say_hello("台積電 🦀 Zoë").unwrap(), "Hello 台積電 🦀 Zoë");
+    assert_eq!(client.say_hello("").unwrap(), "Hello ");
+}
+
+#[test]
+fn say_hello_accepts_a_one_mib_name() {
+    let server = TestServer::with_interval(FAST);
+    let name = "x".repeat(1 << 20);
+    let reply = server.client().say_hello(&name).unwrap();
+    assert_eq!(reply.len(), "Hello ".len() + (1 << 20));
+    assert!(reply.starts_with("Hello xxx") && reply.ends_with("xxx"));
+}
+
+// --- Level 2: server streaming ---
+
+#[test]
+fn stock_price_sends_five_ticks_of_the_symbol_in_price_range() {
+    let server = TestServer::with_interval(FAST);
+    let ticks = server.client().stock_prices("TSMC", |_| {}).unwrap();
+    assert_eq!(ticks.len(), 5);
+    for tick in &ticks {
+        assert_eq!(tick.symbol, "TSMC");
+        assert!(PRICE_RANGE.contains(&tick.price), "price {} out of [500, 600)", tick.price);
+    }
+    // Uniform random prices: five equal ones would mean the generator is stuck.
+    assert!(ticks.iter().any(|t| t.price != ticks[0].price));
+    wait_until("the ticker is done", || server.server().ticker_stats().completed() == 1);
+}
+
+#[test]
+fn stock_price_tick_count_is_configurable() {
+    let mut config = ServerConfig::local();
+    config.ticker.ticks = 1000;
+    config.ticker.interval = Duration::ZERO;
+    let server = TestServer::start(config);
+    assert_eq!(server.client().stock_prices("AAPL", |_| {}).unwrap().len(), 1000);
+}
+
+#[test]
+fn cancelling_a_stock_stream_stops_the_ticker_at_once() {
+    // Ticks are a minute apart: if cancellation were only noticed at the next tick, the
+    // ticker would still be running when `wait_until` gives up after 10 s.
+    let mut config = ServerConfig::local();
+    config.ticker.ticks = 100;
+    config.ticker.interval = Duration::from_secs(60);
+    let server = TestServer::start(config);
+    let stats = server.server().ticker_stats();
+
+    let client = server.raw_client();
+    let req = StockRequest { symbol: "TSMC".into(), ..Default::default() };
+    let mut stream = client.get_stock_price(&req).unwrap();
+    block_on(stream.next()).unwrap().unwrap();
+    wait_until("the ticker is active", || stats.active() == 1);
+    stream.cancel();
+    drop(stream);
+
+    wait_until("the ticker has stopped", || stats.active() == 0);
+    assert_eq!(stats.ticks_sent(), 1);
+    assert_eq!(stats.stopped_early(), 1);
+    assert_eq!(stats.completed(), 0);
+}
+
+#[test]
+fn cancelling_after_two_ticks_sends_no_third() {
+    let mut config = ServerConfig::local();
+    config.ticker.ticks = 100;
+    config.ticker.interval = Duration::from_millis(300);
+    let server = TestServer::start(config);
+    let stats = server.server().ticker_stats();
+
+    let client = server.raw_client();
+    let req = StockRequest { symbol: "TSMC".into(), ..Default::default() };
+    let mut stream = client.get_stock_price(&req).unwrap();
+    for _ in 0..2 {
+        block_on(stream.next()).unwrap().unwrap();
+    }
+    stream.cancel();
+    drop(stream);
+    wait_until("the ticker has stopped", || stats.active() == 0);
+    // A few more intervals: a ticker that kept going would have sent more by now.
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(stats.ticks_sent(), 2);
+    assert_eq!(stats.stopped_early(), 1);
+}
+
+#[test]
+fn a_deadline_shorter_than_the_interval_is_deadline_exceeded() {
+    let mut config = ServerConfig::local();
+    config.ticker.interval = Duration::from_secs(60);
+    let server = TestServer::start(config);
+    let stats = server.server().ticker_stats();
+
+    let client = server.raw_client();
+    let req = StockRequest { symbol: "TSMC".into(), ..Default::default() };
+    let opt = CallOption::default().timeout(Duration::from_millis(300));
+    let mut stream = client.get_stock_price_opt(&req, opt).unwrap();
+    let first = block_on(stream.try_next()).unwrap();
+    assert!(first.is_some(), "the first tick comes at once");
+    let err = block_on(stream.try_next()).unwrap_err();
+    assert_eq!(status_code(&err), RpcStatusCode::DEADLINE_EXCEEDED);
+    wait_until("the server's ticker has stopped", || stats.active() == 0);
+    assert_eq!(stats.stopped_early(), 1);
+}
+
+// --- Level 3: client streaming ---
+
+#[test]
+fn record_metrics_counts_and_averages() {
+    let server = TestServer::with_interval(FAST);
+    let summary = server.client().record_metrics(&[25.5, 26.8, 27.1]).unwrap();
+    assert_eq!(summary.count, 3);
+    assert!((summary.average - 26.466_666_666_666_67).abs() < 1e-12, "{}", summary.average);
+}
+
+#[test]
+fn record_metrics_of_an_empty_stream_is_zero() {
+    let server = TestServer::with_interval(FAST);
+    let summary = server.client().record_metrics(&[]).unwrap();
+    assert_eq!((summary.count, summary.average), (0, 0.0));
+}
+
+#[test]
+fn record_metrics_sums_100_000_values_exactly() {
+    let server = TestServer::with_interval(FAST);
+    // 0.1 has no exact binary form: a naive running sum drifts, a compensated one does not.
+    let values: Vec<f64> = (0..100_000).map(|i| if i % 2 == 0 { 0.1 } else { 1e6 + 0.3 }).collect();
+    let summary = server.client().record_metrics(&values).unwrap();
+    assert_eq!(summary.count, 100_000);
+    let exact = (0.1 + (1e6 + 0.3)) / 2.0;
+    assert!((summary.average - exact).abs() <= exact * 1e-15, "{} vs {exact}", summary.average);
+}
+
+#[test]
+fn record_metrics_rejects_nan_naming_the_message() {
+    let server = TestServer::with_interval(FAST);
+    let err = server.client().record_metrics(&[1.0, 2.0, f64::NAN, 4.0]).unwrap_err();
+    assert_eq!(err.code(), Some(RpcStatusCode::INVALID_ARGUMENT));
+    let text = err.to_string();
+    assert!(text.contains("metric #2") && text.contains("NaN"), "{text}");
+}
+
+#[test]
+fn record_metrics_rejects_infinities() {
+    let server = TestServer::with_interval(FAST);
+    for bad in [f64::INFINITY, f64::NEG_INFINITY] {
+        let err = server.client().record_metrics(&[bad]).unwrap_err();
+        assert_eq!(err.code(), Some(RpcStatusCode::INVALID_ARGUMENT));
+        assert!(err.to_string().contains("metric #0"), "{err}");
+    }
+    // The server goes on serving.
+    assert_eq!(server.client().record_metrics(&[1.0]).unwrap().count, 1);
+}
+
+// --- Level 4: bidirectional streaming ---
+
+#[test]
+fn chat_answers_each_message_as_the_server() {
+    let server = TestServer::with_interval(FAST);
+    let messages = ["Hello".to_owned(), "Bye".to_owned()];
+    let replies = server.client().chat("Go", &messages, |_| {}).unwrap();
+    let got: Vec<(&str, &str)> = replies.iter().map(|r| (r.user.as_str(), r.message.as_str())).collect();
+    assert_eq!(got, [("Server", "Server received: Hello"), ("Server", "Server received: Bye")]);
+}
+
+#[test]
+fn chat_in_lock_step_answers_1000_messages_in_order() {
+    let server = TestServer::with_interval(FAST);
+    let client = server.raw_client();
+    let (mut sink, mut replies) = client.chat().unwrap();
+    block_on(async {
+        for i in 0..1000 {
+            let msg = ChatMessage { user: "Rust".into(), message: format!("message {i}"), ..Default::default() };
+            sink.send((msg, WriteFlags::default())).await.unwrap();
+            // Waiting for each reply before sending the next: a server that buffered replies
+            // until the client half-closed would hang here.
+            let reply = replies.try_next().await.unwrap().expect("a reply per message");
+            assert_eq!(reply.user, "Server");
+            assert_eq!(reply.message, format!("Server received: message {i}"));
+        }
+        sink.close().await.unwrap();
+        assert!(replies.try_next().await.unwrap().is_none(), "the stream ends OK after half-close");
+    });
+}
+
+#[test]
+fn chat_with_no_messages_ends_ok() {
+    let server = TestServer::with_interval(FAST);
+    assert!(server.client().chat("Rust", &[], |_| {}).unwrap().is_empty());
+}

@@ -1,0 +1,162 @@
+//! The server around the handlers: unknown methods, limits, health, graceful shutdown, and
+//! what a client sees when there is no server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{status_code, TestServer};
+use futures::executor::block_on;
+use futures::TryStreamExt as _;
+use greeter::proto::{HelloReply, HelloRequest, StockRequest};
+use greeter::{ClientError, Greeter, ServerConfig};
+use grpcio::{CallOption, Marshaller, Method, MethodType, RpcStatusCode};
+use greeter::proto::health::{health_check_response::ServingStatus, HealthCheckRequest, HealthClient};
+
+fn unary_method(name: &'static str) -> Method<HelloRequest, HelloReply> {
+    Method {
+        ty: MethodType::Unary,
+        name,
+        req_mar: Marshaller { ser: grpcio::pb_ser, de: grpcio::pb_de },
+        resp_mar: Marshaller { ser: grpcio::pb_ser, de: grpcio::pb_de },
+    }
+}
+
+#[test]
+fn unknown_methods_and_services_are_unimplemented() {
+    let server = TestServer::with_interval(Duration::ZERO);
+    let channel = grpcio::Client::new(server.channel());
+    for name in ["/greeter.Greeter/SayGoodbye", "/greeter.Nobody/SayHello"] {
+        let err = channel
+            .unary_call(&unary_method(name), &HelloRequest::default(), CallOption::default())
+            .unwrap_err();
+        assert_eq!(status_code(&err), RpcStatusCode::UNIMPLEMENTED, "{name}");
+    }
+    // The same channel still works for a real method.
+    let ok = channel.unary_call(&unary_method("/greeter.Greeter/SayHello"), &HelloRequest::default(), CallOption::default());
+    assert_eq!(ok.unwrap().message, "Hello ");
+}
+
+#[test]
+fn a_message_over_the_receive_limit_is_resource_exhausted() {
+    let server = TestServer::start(ServerConfig::local()); // the 4 MiB default
+    let client = server.client();
+    let err = client.say_hello(&"x".repeat(5 << 20)).unwrap_err();
+    assert_eq!(err.code(), Some(RpcStatusCode::RESOURCE_EXHAUSTED), "{err}");
+    // Everyone else is still served, on the same connection too.
+    assert_eq!(client.say_hello("after").unwrap(), "Hello after");
+}
+
+#[test]
+fn the_receive_limit_is_configurable() {
+    let mut config = ServerConfig::local();
+    config.max_receive_message_len = 1024;
+    let server = TestServer::start(config);
+    let client = server.client();
+    assert_eq!(client.say_hello(&"x".repeat(2048)).unwrap_err().code(), Some(RpcStatusCode::RESOURCE_EXHAUSTED));
+    assert!(client.say_hello(&"x".repeat(512)).is_ok());
+}
+
+fn health_check(client: &HealthClient, service: &str) -> Result<ServingStatus, grpcio::Error> {
+    let req = HealthCheckRequest { service: service.into(), ..Default::default() };
+    Ok(client.check(&req)?.status.enum_value_or_default())
+}
+
+#[test]
+fn health_is_serving_once_started_and_not_serving_when_shutdown_begins() {
+    let mut config = ServerConfig::local();
+    config.grace = Duration::from_secs(5);
+    let server = TestServer::start(config);
+    let health = HealthClient::new(server.channel());
+    assert_eq!(health_check(&health, "").unwrap(), ServingStatus::SERVING);
+    assert_eq!(health_check(&health, "greeter.Greeter").unwrap(), ServingStatus::SERVING);
+    assert_eq!(
+        status_code(&health_check(&health, "no.Such").unwrap_err()),
+        RpcStatusCode::NOT_FOUND
+    );
+
+    // A watcher hears the change the moment shutdown begins.
+    let req = HealthCheckRequest { service: "greeter.Greeter".into(), ..Default::default() };
+    let mut watch = health.watch(&req).unwrap();
+    let first = block_on(watch.try_next()).unwrap().unwrap();
+    assert_eq!(first.status.enum_value_or_default(), ServingStatus::SERVING);
+
+    let stopping = std::thread::spawn(move || server.shutdown());
+    let next = block_on(watch.try_next()).unwrap().unwrap();
+    assert_eq!(next.status.enum_value_or_default(), ServingStatus::NOT_SERVING);
+    drop(watch); // Our watch is the last call in flight; leaving lets the server drain.
+    let outcome = stopping.join().unwrap();
+    assert!(!outcome.cancelled_calls, "{outcome:?}");
+}
+
+#[test]
+fn graceful_shutdown_lets_an_in_flight_stream_finish() {
+    let mut config = ServerConfig::local();
+    config.ticker.interval = Duration::from_millis(100);
+    config.grace = Duration::from_secs(20);
+    let server = TestServer::start(config);
+    let addr = server.addr.clone();
+
+    let client = server.raw_client();
+    let req = StockRequest { symbol: "TSMC".into(), ..Default::default() };
+    let mut stream = client.get_stock_price(&req).unwrap();
+    let mut ticks = vec![block_on(stream.try_next()).unwrap().unwrap()];
+
+    let stopping = std::thread::spawn(move || server.shutdown());
+    while let Some(tick) = block_on(stream.try_next()).unwrap() {
+        ticks.push(tick);
+    }
+    assert_eq!(ticks.len(), 5, "every tick arrives and the stream ends OK");
+    let outcome = stopping.join().unwrap();
+    assert!(!outcome.cancelled_calls, "{outcome:?}");
+
+    // The server is gone: a new call cannot get through.
+    let err = Greeter::connect(&addr, Duration::from_secs(2)).say_hello("late").unwrap_err();
+    assert_eq!(err.code(), Some(RpcStatusCode::UNAVAILABLE), "{err}");
+}
+
+#[test]
+fn shutdown_cancels_calls_still_running_after_the_grace_period() {
+    let mut config = ServerConfig::local();
+    config.ticker.ticks = 1000;
+    config.ticker.interval = Duration::from_millis(200);
+    config.grace = Duration::from_millis(300);
+    let server = TestServer::start(config);
+
+    let client = server.raw_client();
+    let req = StockRequest { symbol: "TSMC".into(), ..Default::default() };
+    let mut stream = client.get_stock_price(&req).unwrap();
+    block_on(stream.try_next()).unwrap().unwrap();
+
+    let outcome = server.shutdown();
+    assert!(outcome.cancelled_calls, "{outcome:?}");
+    assert!(outcome.elapsed >= Duration::from_millis(300), "{outcome:?}");
+    // The client sees a clean error status rather than hanging.
+    let end = loop {
+        match block_on(stream.try_next()) {
+            Ok(Some(_)) => continue,
+            other => break other,
+        }
+    };
+    let err = end.expect_err("a cancelled stream does not end OK");
+    let code = status_code(&err);
+    assert!(matches!(code, RpcStatusCode::CANCELLED | RpcStatusCode::UNAVAILABLE), "{code:?}");
+}
+
+#[test]
+fn a_client_with_no_server_says_it_cannot_reach_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let err = Greeter::connect(&addr, Duration::from_secs(5)).say_hello("anyone").unwrap_err();
+    assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
+    assert_eq!(err.to_string(), format!("cannot reach {addr}: connection refused — is the server running?"));
+}
+
+#[test]
+fn two_servers_run_side_by_side_on_their_own_ports() {
+    let a = TestServer::with_interval(Duration::ZERO);
+    let b = TestServer::with_interval(Duration::ZERO);
+    assert_ne!(a.addr, b.addr);
+    assert_eq!(a.client().say_hello("a").unwrap(), "Hello a");
+    assert_eq!(b.client().say_hello("b").unwrap(), "Hello b");
+}
