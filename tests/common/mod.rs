@@ -1,6 +1,8 @@
 //! Shared test set-up: a real server on a free loopback port, and clients for it.
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod tools;
+
 use std::time::{Duration, Instant};
 
 use greeter::proto::GreeterClient;
