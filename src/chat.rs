@@ -1,7 +1,7 @@
 //! Level 4, bidirectional streaming: `Chat` answers every message as soon as it arrives.
 
-use futures::{SinkExt as _, TryStreamExt as _};
-use grpcio::{DuplexSink, RequestStream, RpcContext, WriteFlags};
+use futures::{future, SinkExt as _, TryStreamExt as _};
+use grpcio::{DuplexSink, RequestStream, RpcContext, RpcStatus, RpcStatusCode, WriteFlags};
 
 use crate::proto::ChatMessage;
 
@@ -21,18 +21,51 @@ pub fn reply_to(msg: &ChatMessage) -> ChatMessage {
 ///
 /// `send_all` forwards a reply as soon as its message is read and flushes whenever the
 /// incoming side has nothing ready, so a client that waits for each reply before sending the
-/// next one never waits on us.
-pub fn chat(ctx: &RpcContext, stream: RequestStream<ChatMessage>, mut sink: DuplexSink<ChatMessage>) {
+/// next one never waits on us, and one that pipelines gets its replies batched.
+/// A message longer than `max_len` bytes ends the call with INVALID_ARGUMENT.
+pub fn chat(ctx: &RpcContext, mut stream: RequestStream<ChatMessage>, mut sink: DuplexSink<ChatMessage>, max_len: usize) {
     ctx.spawn(async move {
-        let mut replies = stream
-            .inspect_ok(|msg| log::debug!("Received message [{}]: {}", msg.user, msg.message))
-            .map_ok(|msg| (reply_to(&msg), WriteFlags::default()));
-        let outcome = match sink.send_all(&mut replies).await {
-            Ok(()) => sink.close().await,
-            Err(e) => Err(e),
+        let mut too_long = None;
+        let mut index = 0u64;
+        let sent = {
+            // Borrowed, not consumed: dropping a grpcio RequestStream early cancels the call,
+            // and the rejection below must reach the client as a status.
+            let mut replies = (&mut stream)
+                .try_take_while(|msg| {
+                    let len = msg.message.len();
+                    if len > max_len {
+                        too_long = Some(ChatError::TooLong { index, len, max_len });
+                    }
+                    index += 1;
+                    future::ready(Ok(len <= max_len))
+                })
+                .inspect_ok(|msg| log::debug!("Received message [{}]: {}", msg.user, msg.message))
+                .map_ok(|msg| (reply_to(&msg), WriteFlags::default()));
+            sink.send_all(&mut replies).await
+        };
+        let outcome = match (sent, too_long) {
+            (Ok(()), None) => sink.close().await,
+            (Ok(()), Some(e)) => {
+                log::info!("Chat rejected: {e}");
+                sink.fail(e.into()).await
+            }
+            (Err(e), _) => Err(e),
         };
         if let Err(e) = outcome {
             log::debug!("Chat ended early: {e}");
         }
     });
+}
+
+/// Why a chat was ended by the server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChatError {
+    #[error("chat message #{index} is {len} bytes; the limit (max_chat_message_len) is {max_len}")]
+    TooLong { index: u64, len: usize, max_len: usize },
+}
+
+impl From<ChatError> for RpcStatus {
+    fn from(e: ChatError) -> Self {
+        RpcStatus::with_message(RpcStatusCode::INVALID_ARGUMENT, e.to_string())
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::client::Greeter;
-use crate::server::ServerConfig;
+use crate::server::{Limits, ServerConfig};
 use crate::stock_price::TickerConfig;
 
 /// Flags every client example takes.
@@ -47,6 +47,57 @@ pub struct ServerArgs {
     /// Do not serve gRPC reflection (grpcurl and similar tools then need the .proto files).
     #[arg(long)]
     pub no_reflection: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The server's limits; see `greeter::server::Limits` for what each one answers when hit.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Largest message accepted, in bytes (larger: RESOURCE_EXHAUSTED).
+    #[arg(long, default_value_t = Limits::default().max_receive_message_len)]
+    pub max_receive_message_size: usize,
+    /// Largest message sent, in bytes (larger: RESOURCE_EXHAUSTED).
+    #[arg(long, default_value_t = Limits::default().max_send_message_len)]
+    pub max_send_message_size: usize,
+    /// Concurrent calls per connection; a client queues calls beyond it.
+    #[arg(long, default_value_t = Limits::default().max_concurrent_streams)]
+    pub max_concurrent_streams: u32,
+    /// Ping idle connections this often to detect dead peers.
+    #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
+    pub keepalive_time: Duration,
+    /// Close a connection whose keepalive ping is not answered within this.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub keepalive_timeout: Duration,
+    /// Ping enforcement: clients pinging more often without data get strikes...
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub min_client_ping_interval: Duration,
+    /// ...and after this many strikes, GOAWAY "too_many_pings".
+    #[arg(long, default_value_t = Limits::default().max_ping_strikes)]
+    pub max_ping_strikes: u32,
+    /// Longest Chat message, in bytes (longer: INVALID_ARGUMENT).
+    #[arg(long, default_value_t = Limits::default().max_chat_message_len)]
+    pub max_chat_message_len: usize,
+    /// Concurrent GetStockPrice subscriptions, server-wide (more: RESOURCE_EXHAUSTED).
+    #[arg(long, default_value_t = Limits::default().max_subscriptions)]
+    pub max_subscriptions: u64,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_receive_message_len: self.max_receive_message_size,
+            max_send_message_len: self.max_send_message_size,
+            max_concurrent_streams: self.max_concurrent_streams,
+            keepalive_time: self.keepalive_time,
+            keepalive_timeout: self.keepalive_timeout,
+            min_client_ping_interval: self.min_client_ping_interval,
+            max_ping_strikes: self.max_ping_strikes,
+            max_chat_message_len: self.max_chat_message_len,
+            max_subscriptions: self.max_subscriptions,
+        }
+    }
 }
 
 impl ServerArgs {
@@ -60,7 +111,7 @@ impl ServerArgs {
             },
             grace: self.grace,
             reflection: !self.no_reflection,
-            ..ServerConfig::default()
+            limits: self.limits.limits(),
         }
     }
 }

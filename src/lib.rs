@@ -50,6 +50,6 @@ pub mod stock_price;
 
 pub use client::Greeter;
 pub use error::{ClientError, ServerError};
-pub use server::{GreeterServer, ServerConfig};
+pub use server::{GreeterServer, Limits, ServerConfig};
 pub use shutdown::{GracefulShutdown, ShutdownOutcome};
 pub use stock_price::{StockTicker, TickerConfig};

@@ -22,6 +22,47 @@ pub const GREETER_SERVICE: &str = "greeter.Greeter";
 /// grpc-go's default receive limit, which we also apply to sends.
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = 4 * 1024 * 1024;
 
+/// What one peer may ask of the server. Each limit, when hit, answers with a status that
+/// names it (see the README's table); the defaults suit a public-facing server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Larger incoming messages are refused with RESOURCE_EXHAUSTED (C-core's check).
+    pub max_receive_message_len: usize,
+    /// Larger outgoing messages fail with RESOURCE_EXHAUSTED.
+    pub max_send_message_len: usize,
+    /// Concurrent calls per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS); a client
+    /// queues calls beyond it until one finishes.
+    pub max_concurrent_streams: u32,
+    /// The server pings an idle connection this often to find dead peers…
+    pub keepalive_time: Duration,
+    /// …and closes it when a ping is not answered this fast.
+    pub keepalive_timeout: Duration,
+    /// Ping enforcement: a client pinging more often than this, without data, earns a strike;
+    /// after `max_ping_strikes` the connection gets GOAWAY `too_many_pings`.
+    pub min_client_ping_interval: Duration,
+    pub max_ping_strikes: u32,
+    /// A longer `ChatMessage.message` (bytes of UTF-8) ends the Chat with INVALID_ARGUMENT.
+    pub max_chat_message_len: usize,
+    /// Concurrent GetStockPrice subscriptions, server-wide; one more gets RESOURCE_EXHAUSTED.
+    pub max_subscriptions: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_receive_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            max_send_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            max_concurrent_streams: 100,
+            keepalive_time: Duration::from_secs(2 * 60 * 60),
+            keepalive_timeout: Duration::from_secs(20),
+            min_client_ping_interval: Duration::from_secs(5 * 60),
+            max_ping_strikes: 2,
+            max_chat_message_len: 64 * 1024,
+            max_subscriptions: 10_000,
+        }
+    }
+}
+
 /// Everything needed to start a server. `ServerConfig::default()` is the tutorial's server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -32,10 +73,7 @@ pub struct ServerConfig {
     pub ticker: TickerConfig,
     /// How long in-flight calls may run on after shutdown begins.
     pub grace: Duration,
-    /// Larger incoming messages are refused with RESOURCE_EXHAUSTED.
-    pub max_receive_message_len: usize,
-    /// Larger outgoing messages fail with RESOURCE_EXHAUSTED.
-    pub max_send_message_len: usize,
+    pub limits: Limits,
     /// Serve gRPC reflection (v1 and v1alpha), so tools work without the .proto files.
     pub reflection: bool,
 }
@@ -47,8 +85,7 @@ impl Default for ServerConfig {
             completion_queues: 1,
             ticker: TickerConfig::default(),
             grace: Duration::from_secs(10),
-            max_receive_message_len: DEFAULT_MAX_MESSAGE_LEN,
-            max_send_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            limits: Limits::default(),
             reflection: true,
         }
     }
@@ -72,15 +109,22 @@ impl ServerConfig {
                 .name_prefix("greeter-cq")
                 .build(),
         );
-        let ticker = StockTicker::new(self.ticker.clone());
+        let limits = &self.limits;
+        let ticker = StockTicker::new(self.ticker.clone(), limits.max_subscriptions);
+        let greeter = GreeterService::new(ticker.clone(), limits.max_chat_message_len);
         let health = HealthService::default();
-        let limits = ChannelBuilder::new(env.clone())
-            .max_receive_message_len(clamp_len(self.max_receive_message_len))
-            .max_send_message_len(clamp_len(self.max_send_message_len))
+        let channel_args = ChannelBuilder::new(env.clone())
+            .max_receive_message_len(clamp(limits.max_receive_message_len))
+            .max_send_message_len(clamp(limits.max_send_message_len))
+            .max_concurrent_stream(clamp(limits.max_concurrent_streams))
+            .keepalive_time(limits.keepalive_time)
+            .keepalive_timeout(limits.keepalive_timeout)
+            .http2_min_recv_ping_interval_without_data(limits.min_client_ping_interval)
+            .http2_max_ping_strikes(clamp(limits.max_ping_strikes))
             .build_args();
         let mut builder = ServerBuilder::new(env.clone())
-            .channel_args(limits)
-            .register_service(create_greeter(GreeterService::new(ticker.clone())))
+            .channel_args(channel_args)
+            .register_service(create_greeter(greeter))
             .register_service(create_health(health.clone()));
         if self.reflection {
             let reflection = ReflectionService::new(DescriptorIndex::for_greeter_server());
@@ -110,9 +154,9 @@ impl ServerConfig {
     }
 }
 
-/// grpcio takes limits as `i32`; anything larger means "no practical limit".
-fn clamp_len(len: usize) -> i32 {
-    i32::try_from(len).unwrap_or(i32::MAX)
+/// C-core takes limits as `int`; anything larger means "no practical limit".
+fn clamp(value: impl TryInto<i32>) -> i32 {
+    value.try_into().unwrap_or(i32::MAX)
 }
 
 /// A running server. Dropping it stops it abruptly; call [`GreeterServer::shutdown`] instead.

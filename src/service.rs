@@ -8,14 +8,18 @@ use crate::{chat, record_metrics, say_hello};
 
 /// The `greeter.Greeter` service. grpcio clones it once per completion queue, so it holds
 /// only shared, cheaply cloned state.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct GreeterService {
     ticker: StockTicker,
+    max_chat_message_len: usize,
 }
 
 impl GreeterService {
-    pub fn new(ticker: StockTicker) -> Self {
-        GreeterService { ticker }
+    pub fn new(ticker: StockTicker, max_chat_message_len: usize) -> Self {
+        GreeterService {
+            ticker,
+            max_chat_message_len,
+        }
     }
 }
 
@@ -33,6 +37,6 @@ impl proto::Greeter for GreeterService {
     }
 
     fn chat(&mut self, ctx: RpcContext, stream: RequestStream<ChatMessage>, sink: DuplexSink<ChatMessage>) {
-        chat::chat(&ctx, stream, sink)
+        chat::chat(&ctx, stream, sink, self.max_chat_message_len)
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::{future, SinkExt as _};
 use futures_timer::Delay;
-use grpcio::{RpcContext, ServerStreamingSink, WriteFlags};
+use grpcio::{RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink, WriteFlags};
 use rand::{rngs::StdRng, Rng as _, SeedableRng as _};
 
 use crate::proto::{StockReply, StockRequest};
@@ -70,16 +70,19 @@ impl TickerStats {
 }
 
 /// Serves `GetStockPrice` subscriptions. Cheap to clone: clones share config and stats.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct StockTicker {
     config: TickerConfig,
+    max_subscriptions: u64,
     stats: Arc<TickerStats>,
 }
 
 impl StockTicker {
-    pub fn new(config: TickerConfig) -> Self {
+    /// A ticker serving at most `max_subscriptions` subscriptions at once.
+    pub fn new(config: TickerConfig, max_subscriptions: u64) -> Self {
         StockTicker {
             config,
+            max_subscriptions,
             stats: Arc::default(),
         }
     }
@@ -88,14 +91,28 @@ impl StockTicker {
         self.stats.clone()
     }
 
-    /// Starts a ticker for `req.symbol` on the call's completion queue and returns at once.
+    /// Starts a ticker for `req.symbol` on the call's completion queue and returns at once,
+    /// or refuses with RESOURCE_EXHAUSTED when `max_subscriptions` are already running.
     pub fn subscribe(&self, ctx: &RpcContext, req: StockRequest, sink: ServerStreamingSink<StockReply>) {
         log::info!("Received subscription: {}", req.symbol);
+        if self.stats.active.fetch_add(1, Ordering::SeqCst) >= self.max_subscriptions {
+            self.stats.active.fetch_sub(1, Ordering::SeqCst);
+            let message = format!(
+                "too many stock subscriptions: the limit (max_subscriptions) is {}; retry later",
+                self.max_subscriptions
+            );
+            log::warn!("{message}");
+            let refused = sink.fail(RpcStatus::with_message(RpcStatusCode::RESOURCE_EXHAUSTED, message));
+            ctx.spawn(async move {
+                let _ = refused.await;
+            });
+            return;
+        }
         ctx.spawn(self.clone().run(req.symbol, sink));
     }
 
+    /// Runs one subscription; `subscribe` has already counted it as active.
     async fn run(self, symbol: String, mut sink: ServerStreamingSink<StockReply>) {
-        self.stats.active.fetch_add(1, Ordering::SeqCst);
         let outcome = self.send_ticks(&symbol, &mut sink).await;
         let outcome = match outcome {
             Ok(()) => sink.close().await,
