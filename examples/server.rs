@@ -26,7 +26,7 @@ fn main() -> ExitCode {
 fn run(opts: Opts) -> Result<(), Box<dyn std::error::Error>> {
     // Signals are registered before we listen, so none arriving after start-up is lost.
     let mut signals = Signals::new([SIGINT, SIGTERM])?;
-    let server = opts.server.config().start()?;
+    let server = opts.server.config()?.start()?;
     if let Some(signal) = signals.forever().next() {
         log::info!("signal {signal} received: shutting down (grace {:?})", opts.server.grace);
     }

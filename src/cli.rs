@@ -1,13 +1,16 @@
 //! Command-line pieces the examples share: flags, logging, and reporting an error once.
 
 use std::process::ExitCode;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
 use crate::client::Greeter;
+use crate::error::ClientError;
 use crate::server::{Limits, ServerConfig};
 use crate::stock_price::TickerConfig;
+use crate::tls::{ClientTls, ServerTls, TlsError};
 
 /// Flags every client example takes.
 #[derive(Args, Debug, Clone)]
@@ -18,11 +21,31 @@ pub struct ClientArgs {
     /// Deadline for each call (e.g. 500ms, 10s).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub deadline: Duration,
+    /// Use TLS, trusting the server certificate this CA (PEM) signed.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for servers that require mutual TLS.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM), with --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Name to expect in the server certificate instead of the host in --addr.
+    #[arg(long)]
+    pub tls_server_name: Option<String>,
 }
 
 impl ClientArgs {
-    pub fn connect(&self) -> Greeter {
-        Greeter::connect(&self.addr, self.deadline)
+    /// A client for `--addr`, over TLS when `--tls-ca` is given.
+    pub fn connect(&self) -> Result<Greeter, ClientError> {
+        let Some(ca) = &self.tls_ca else {
+            if self.tls_cert.is_some() || self.tls_server_name.is_some() {
+                return Err(TlsError::Missing("--tls-cert and --tls-server-name", "--tls-ca").into());
+            }
+            return Ok(Greeter::connect(&self.addr, self.deadline));
+        };
+        let tls = ClientTls::from_files(ca, self.tls_cert.as_deref(), self.tls_key.as_deref(), self.tls_server_name.clone())?;
+        Greeter::connect_tls(&self.addr, self.deadline, &tls)
     }
 }
 
@@ -47,6 +70,15 @@ pub struct ServerArgs {
     /// Do not serve gRPC reflection (grpcurl and similar tools then need the .proto files).
     #[arg(long)]
     pub no_reflection: bool,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -101,8 +133,13 @@ impl LimitArgs {
 }
 
 impl ServerArgs {
-    pub fn config(&self) -> ServerConfig {
-        ServerConfig {
+    /// The server's config; fails only when a TLS file cannot be read.
+    pub fn config(&self) -> Result<ServerConfig, TlsError> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(ServerTls::from_files(cert, key, self.tls_client_ca.as_deref())?),
+            _ => None,
+        };
+        Ok(ServerConfig {
             addr: self.addr.clone(),
             completion_queues: self.completion_queues,
             ticker: TickerConfig {
@@ -112,7 +149,8 @@ impl ServerArgs {
             grace: self.grace,
             reflection: !self.no_reflection,
             limits: self.limits.limits(),
-        }
+            tls,
+        })
     }
 }
 

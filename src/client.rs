@@ -11,6 +11,7 @@ use futures::{SinkExt as _, TryStreamExt as _};
 use grpcio::{CallOption, ChannelBuilder, EnvBuilder, WriteFlags};
 
 use crate::error::ClientError;
+use crate::tls::ClientTls;
 use crate::proto::{ChatMessage, GreeterClient, HelloRequest, Metric, MetricSummary, StockReply, StockRequest};
 
 /// A connection to one Greeter server.
@@ -24,13 +25,17 @@ impl Greeter {
     /// Prepares a channel to `addr` (`host:port`). Nothing is dialled until the first call;
     /// every call must finish within `deadline`.
     pub fn connect(addr: &str, deadline: Duration) -> Self {
-        let env = Arc::new(EnvBuilder::new().cq_count(1).name_prefix("greeter-client").build());
-        let channel = ChannelBuilder::new(env)
-            .max_receive_message_len(-1)
-            .max_send_message_len(-1)
-            .connect(addr);
+        Self::with_channel(channel_builder(), addr, deadline)
+    }
+
+    /// Like [`Greeter::connect`], over TLS (needs the `tls` feature).
+    pub fn connect_tls(addr: &str, deadline: Duration, tls: &ClientTls) -> Result<Self, ClientError> {
+        Ok(Self::with_channel(tls.apply(channel_builder())?, addr, deadline))
+    }
+
+    fn with_channel(builder: ChannelBuilder, addr: &str, deadline: Duration) -> Self {
         Greeter {
-            client: GreeterClient::new(channel),
+            client: GreeterClient::new(builder.connect(addr)),
             addr: addr.to_owned(),
             deadline,
         }
@@ -39,6 +44,10 @@ impl Greeter {
     /// The generated client, for calls this wrapper does not cover.
     pub fn raw(&self) -> &GreeterClient {
         &self.client
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
     }
 
     fn options(&self) -> CallOption {
@@ -127,4 +136,10 @@ impl Greeter {
         let (_sent, received) = block_on(futures::future::join(send, receive));
         received.map_err(&err)
     }
+}
+
+/// Our own message limits are the server's business: the client accepts any size.
+fn channel_builder() -> ChannelBuilder {
+    let env = Arc::new(EnvBuilder::new().cq_count(1).name_prefix("greeter-client").build());
+    ChannelBuilder::new(env).max_receive_message_len(-1).max_send_message_len(-1)
 }

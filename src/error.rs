@@ -2,6 +2,8 @@
 
 use grpcio::{RpcStatus, RpcStatusCode};
 
+use crate::tls::TlsError;
+
 /// Starting a server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -9,6 +11,8 @@ pub enum ServerError {
     Bind { addr: String, source: grpcio::Error },
     #[error("cannot build the gRPC server: {0}")]
     Build(#[source] grpcio::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A client call failed.
@@ -29,6 +33,8 @@ pub enum ClientError {
         addr: String,
         source: grpcio::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 impl ClientError {
@@ -54,7 +60,7 @@ impl ClientError {
         match self {
             ClientError::Unreachable { .. } => Some(RpcStatusCode::UNAVAILABLE),
             ClientError::Status { code, .. } => Some(*code),
-            ClientError::Transport { .. } => None,
+            ClientError::Transport { .. } | ClientError::Tls(_) => None,
         }
     }
 }

@@ -32,6 +32,7 @@
 //! - [`service`]: the `Greeter` trait implementation that dispatches to them.
 //! - [`server`]: bind, limits, Greeter + [`health`] + [`reflection`] registration;
 //!   [`shutdown`]: the graceful stop.
+//! - [`tls`]: TLS and mutual TLS (cargo feature `tls`).
 //! - [`client`]: the tutorial's four calls from Rust; [`cli`]: flags shared by the examples.
 
 pub mod chat;
@@ -47,6 +48,7 @@ pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod stock_price;
+pub mod tls;
 
 pub use client::Greeter;
 pub use error::{ClientError, ServerError};

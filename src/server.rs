@@ -15,6 +15,7 @@ use crate::reflection::{DescriptorIndex, ReflectionService};
 use crate::service::GreeterService;
 use crate::shutdown::{GracefulShutdown, ShutdownOutcome};
 use crate::stock_price::{StockTicker, TickerConfig, TickerStats};
+use crate::tls::ServerTls;
 
 /// The service name health reports for Greeter (the empty name stands for the whole server).
 pub const GREETER_SERVICE: &str = "greeter.Greeter";
@@ -74,6 +75,8 @@ pub struct ServerConfig {
     /// How long in-flight calls may run on after shutdown begins.
     pub grace: Duration,
     pub limits: Limits,
+    /// Serve TLS (mutual TLS if it names a client CA) instead of plaintext.
+    pub tls: Option<ServerTls>,
     /// Serve gRPC reflection (v1 and v1alpha), so tools work without the .proto files.
     pub reflection: bool,
 }
@@ -86,6 +89,7 @@ impl Default for ServerConfig {
             ticker: TickerConfig::default(),
             grace: Duration::from_secs(10),
             limits: Limits::default(),
+            tls: None,
             reflection: true,
         }
     }
@@ -133,8 +137,12 @@ impl ServerConfig {
             }
         }
         let mut server = builder.build().map_err(ServerError::Build)?;
+        let credentials = match &self.tls {
+            Some(tls) => tls.credentials()?,
+            None => ServerCredentials::insecure(),
+        };
         let port = server
-            .add_listening_port(self.addr.as_str(), ServerCredentials::insecure())
+            .add_listening_port(self.addr.as_str(), credentials)
             .map_err(|source| ServerError::Bind {
                 addr: self.addr.clone(),
                 source,
@@ -142,7 +150,12 @@ impl ServerConfig {
         server.start();
         health.set_serving_status("", ServingStatus::SERVING);
         health.set_serving_status(GREETER_SERVICE, ServingStatus::SERVING);
-        log::info!("gRPC Server started at {} (port {port})", self.addr);
+        let scheme = match &self.tls {
+            Some(ServerTls { client_ca: Some(_), .. }) => "mutual TLS",
+            Some(_) => "TLS",
+            None => "plaintext",
+        };
+        log::info!("gRPC Server started at {} (port {port}, {scheme})", self.addr);
         Ok(GreeterServer {
             server,
             health,

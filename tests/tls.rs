@@ -1,0 +1,182 @@
+//! TLS and mutual TLS (`cargo test --features tls`), with certificates made at run time:
+//! nothing secret is committed. Without the feature, asking for TLS is a clear error.
+
+mod common;
+
+#[cfg(not(feature = "tls"))]
+#[test]
+fn without_the_tls_feature_asking_for_tls_says_how_to_get_it() {
+    let mut config = greeter::ServerConfig::local();
+    config.tls = Some(greeter::tls::ServerTls { cert_chain: vec![], private_key: vec![], client_ca: None });
+    let err = config.start().err().expect("a TLS server cannot start without the feature");
+    assert!(err.to_string().contains("--features tls"), "{err}");
+}
+
+#[cfg(feature = "tls")]
+mod with_tls {
+    use std::time::Duration;
+
+    use super::common::tools::{run_ok, tools};
+    use super::common::TestServer;
+    use greeter::tls::{ClientTls, ServerTls};
+    use greeter::{Greeter, ServerConfig};
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    use grpcio::RpcStatusCode;
+
+    /// A CA and what it signed, as PEM.
+    struct Pki {
+        ca_cert: rcgen::Certificate,
+        ca_key: KeyPair,
+    }
+
+    struct Issued {
+        cert: String,
+        key: String,
+    }
+
+    impl Pki {
+        fn new(name: &str) -> Self {
+            let ca_key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(rcgen::DnType::CommonName, name);
+            Pki { ca_cert: params.self_signed(&ca_key).unwrap(), ca_key }
+        }
+
+        fn ca_pem(&self) -> Vec<u8> {
+            self.ca_cert.pem().into_bytes()
+        }
+
+        fn issue(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Issued {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+            params.extended_key_usages = vec![usage];
+            let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
+            Issued { cert: cert.pem(), key: key.serialize_pem() }
+        }
+
+        fn server(&self) -> Issued {
+            self.issue(&["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth)
+        }
+
+        fn client(&self) -> Issued {
+            self.issue(&["greeter-test-client"], ExtendedKeyUsagePurpose::ClientAuth)
+        }
+    }
+
+    fn tls_server(pki: &Pki, client_ca: Option<Vec<u8>>) -> TestServer {
+        let issued = pki.server();
+        let mut config = ServerConfig::local();
+        config.ticker.interval = Duration::from_millis(5);
+        config.tls = Some(ServerTls {
+            cert_chain: issued.cert.into_bytes(),
+            private_key: issued.key.into_bytes(),
+            client_ca,
+        });
+        TestServer::start(config)
+    }
+
+    fn client(server: &TestServer, pki: &Pki, identity: Option<Issued>) -> Greeter {
+        let tls = ClientTls {
+            server_ca: pki.ca_pem(),
+            identity: identity.map(|i| (i.cert.into_bytes(), i.key.into_bytes())),
+            server_name: None,
+        };
+        Greeter::connect_tls(&server.addr, Duration::from_secs(10), &tls).unwrap()
+    }
+
+    fn all_four_patterns(greeter: &Greeter) {
+        assert_eq!(greeter.say_hello("TLS").unwrap(), "Hello TLS");
+        assert_eq!(greeter.stock_prices("TSMC", |_| {}).unwrap().len(), 5);
+        assert_eq!(greeter.record_metrics(&[1.0, 2.0]).unwrap().average, 1.5);
+        let replies = greeter.chat("Rust", &["secret".to_owned()], |_| {}).unwrap();
+        assert_eq!(replies[0].message, "Server received: secret");
+    }
+
+    #[test]
+    fn tls_round_trip_for_all_four_patterns() {
+        let pki = Pki::new("greeter test CA");
+        let server = tls_server(&pki, None);
+        all_four_patterns(&client(&server, &pki, None));
+    }
+
+    #[test]
+    fn mutual_tls_round_trip_for_all_four_patterns() {
+        let pki = Pki::new("greeter test CA");
+        let server = tls_server(&pki, Some(pki.ca_pem()));
+        all_four_patterns(&client(&server, &pki, Some(pki.client())));
+    }
+
+    #[test]
+    fn a_plaintext_client_cannot_talk_to_a_tls_server() {
+        let pki = Pki::new("greeter test CA");
+        let server = tls_server(&pki, None);
+        let err = Greeter::connect(&server.addr, Duration::from_secs(5)).say_hello("in clear").unwrap_err();
+        assert_eq!(err.code(), Some(RpcStatusCode::UNAVAILABLE), "{err}");
+    }
+
+    #[test]
+    fn a_client_that_does_not_trust_the_server_ca_is_refused() {
+        let pki = Pki::new("greeter test CA");
+        let server = tls_server(&pki, None);
+        let stranger = Pki::new("some other CA");
+        let err = client(&server, &stranger, None).say_hello("?").unwrap_err();
+        assert_eq!(err.code(), Some(RpcStatusCode::UNAVAILABLE), "{err}");
+    }
+
+    #[test]
+    fn mutual_tls_refuses_a_client_without_a_certificate() {
+        let pki = Pki::new("greeter test CA");
+        let server = tls_server(&pki, Some(pki.ca_pem()));
+        let err = client(&server, &pki, None).say_hello("no cert").unwrap_err();
+        assert_eq!(err.code(), Some(RpcStatusCode::UNAVAILABLE), "{err}");
+        // The server is fine for those who have one.
+        assert_eq!(client(&server, &pki, Some(pki.client())).say_hello("cert").unwrap(), "Hello cert");
+    }
+
+    #[test]
+    fn mutual_tls_refuses_a_client_certificate_from_another_ca() {
+        let pki = Pki::new("greeter test CA");
+        let server = tls_server(&pki, Some(pki.ca_pem()));
+        let stranger = Pki::new("some other CA");
+        let err = client(&server, &pki, Some(stranger.client())).say_hello("forged").unwrap_err();
+        assert_eq!(err.code(), Some(RpcStatusCode::UNAVAILABLE), "{err}");
+    }
+
+    /// Writes the PEM files the Go and Python clients read; they stay in a temp dir.
+    struct PemFiles {
+        dir: tempfile::TempDir,
+    }
+
+    impl PemFiles {
+        fn new(pki: &Pki, client: Issued) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("ca.pem"), pki.ca_pem()).unwrap();
+            std::fs::write(dir.path().join("client.pem"), client.cert).unwrap();
+            std::fs::write(dir.path().join("client.key"), client.key).unwrap();
+            PemFiles { dir }
+        }
+
+        fn args(&self) -> Vec<String> {
+            let path = |name: &str| self.dir.path().join(name).display().to_string();
+            vec!["--tls-ca".into(), path("ca.pem"), "--tls-cert".into(), path("client.pem"), "--tls-key".into(), path("client.key")]
+        }
+    }
+
+    #[test]
+    fn go_and_python_clients_pass_over_mutual_tls() {
+        let pki = Pki::new("greeter test CA");
+        let server = tls_server(&pki, Some(pki.ca_pem()));
+        let files = PemFiles::new(&pki, pki.client());
+        let tools = tools();
+        for (mut cmd, what) in [
+            (tools.go_bin("interop-client"), "the Go client over mTLS"),
+            (tools.python("tests/interop/python/interop_client.py"), "the Python client over mTLS"),
+        ] {
+            cmd.args(["--addr", &server.addr]).args(files.args());
+            let out = run_ok(cmd, what);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.lines().any(|l| l == "OK all four patterns"), "{what}:\n{stdout}");
+        }
+    }
+}
