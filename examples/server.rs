@@ -9,7 +9,7 @@ use greeter::cli::{self, ServerArgs};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-/// Serve greeter.Greeter and grpc.health.v1.Health.
+/// Serve greeter.Greeter, with grpc.health.v1.Health and server reflection.
 #[derive(Parser)]
 #[command(version)]
 struct Opts {
