@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::executor::block_on;
-use futures::{SinkExt as _, TryStreamExt as _};
+use futures::{SinkExt as _, StreamExt as _, TryStreamExt as _};
 use grpcio::{CallOption, ChannelBuilder, EnvBuilder, WriteFlags};
 
 use crate::error::ClientError;
@@ -90,19 +90,19 @@ impl Greeter {
     pub fn record_metrics(&self, values: &[f64]) -> Result<MetricSummary, ClientError> {
         let err = self.error("RecordMetrics");
         let (mut sink, summary) = self.client.record_metrics_opt(self.options()).map_err(&err)?;
+        let mut metrics = futures::stream::iter(values).map(|&value| {
+            let metric = Metric {
+                value,
+                ..Default::default()
+            };
+            Ok((metric, WriteFlags::default().buffer_hint(true)))
+        });
         block_on(async {
-            for &value in values {
-                let metric = Metric {
-                    value,
-                    ..Default::default()
-                };
-                // A failed send means the server already answered (e.g. rejected a value):
-                // stop sending and read its answer below.
-                if sink.send((metric, WriteFlags::default().buffer_hint(true))).await.is_err() {
-                    break;
-                }
+            // A failed send means the server already answered (e.g. rejected a value): stop
+            // sending and read its answer.
+            if sink.send_all(&mut metrics).await.is_ok() {
+                let _ = sink.close().await;
             }
-            let _ = sink.close().await;
             summary.await.map_err(&err)
         })
     }

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc;
-use futures::{SinkExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use grpcio::{RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink, UnarySink, WriteFlags};
 use protobuf::EnumOrUnknown;
 
+use crate::service::reply_all;
 use crate::proto::health::{
     health_check_response::ServingStatus, HealthCheckRequest, HealthCheckResponse, HealthListRequest,
     HealthListResponse,
@@ -108,7 +109,7 @@ impl crate::proto::health::Health for HealthService {
         });
     }
 
-    fn watch(&mut self, ctx: RpcContext, req: HealthCheckRequest, mut sink: ServerStreamingSink<HealthCheckResponse>) {
+    fn watch(&mut self, ctx: RpcContext, req: HealthCheckRequest, sink: ServerStreamingSink<HealthCheckResponse>) {
         let (updates, received) = mpsc::unbounded();
         {
             let mut state = self.state.lock().unwrap();
@@ -118,15 +119,7 @@ impl crate::proto::health::Health for HealthService {
                 state.watchers.push(Watcher { service: req.service, updates });
             } // else: `updates` drops here and the stream ends after the current status.
         }
-        let mut responses = received.map(|status| Ok((response(status), WriteFlags::default())));
-        ctx.spawn(async move {
-            let outcome = match sink.send_all(&mut responses).await {
-                Ok(()) => sink.close().await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = outcome {
-                log::debug!("health watch ended early: {e}");
-            }
-        });
+        let responses = received.map(|status| Ok((response(status), WriteFlags::default())));
+        ctx.spawn(reply_all(sink, responses, "health watch"));
     }
 }

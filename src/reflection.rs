@@ -12,13 +12,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use futures::{SinkExt as _, TryStreamExt as _};
+use futures::TryStreamExt as _;
 use grpcio::{DuplexSink, RequestStream, RpcContext, RpcStatusCode, WriteFlags};
 use protobuf::descriptor::{DescriptorProto, EnumDescriptorProto, FieldDescriptorProto, FileDescriptorProto};
 use protobuf::reflect::FileDescriptor;
 use protobuf::{Message, MessageField};
 
 use crate::proto::reflection::{v1, v1alpha};
+use crate::service::reply_all;
 use v1::server_reflection_request::Message_request as Question;
 use v1::server_reflection_response::Message_response as Answer;
 
@@ -257,22 +258,14 @@ impl ReflectionService {
 
     /// Answers each request on the stream in order; a question we cannot answer gets an
     /// `error_response` and the stream stays open.
-    fn serve<Req: Message, Resp: Message>(&self, ctx: &RpcContext, requests: RequestStream<Req>, mut sink: DuplexSink<Resp>) {
+    fn serve<Req: Message, Resp: Message>(&self, ctx: &RpcContext, requests: RequestStream<Req>, sink: DuplexSink<Resp>) {
         let index = self.index.clone();
         let mut sent = HashSet::new();
-        let mut responses = requests.map_ok(move |request| {
+        let responses = requests.map_ok(move |request| {
             let response = index.answer(&transcode(&request), &mut sent);
             (transcode(&response), WriteFlags::default())
         });
-        ctx.spawn(async move {
-            let outcome = match sink.send_all(&mut responses).await {
-                Ok(()) => sink.close().await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = outcome {
-                log::debug!("reflection stream ended early: {e}");
-            }
-        });
+        ctx.spawn(reply_all(sink, responses, "reflection stream"));
     }
 }
 

@@ -1,6 +1,7 @@
 //! `GreeterService`: the generated `Greeter` trait, each method handed to its pattern's file.
 
-use grpcio::{ClientStreamingSink, DuplexSink, RequestStream, RpcContext, ServerStreamingSink, UnarySink};
+use futures::{Sink, SinkExt as _, Stream};
+use grpcio::{ClientStreamingSink, DuplexSink, RequestStream, RpcContext, ServerStreamingSink, UnarySink, WriteFlags};
 
 use crate::proto::{self, ChatMessage, HelloReply, HelloRequest, Metric, MetricSummary, StockReply, StockRequest};
 use crate::stock_price::StockTicker;
@@ -38,5 +39,22 @@ impl proto::Greeter for GreeterService {
 
     fn chat(&mut self, ctx: RpcContext, stream: RequestStream<ChatMessage>, sink: DuplexSink<ChatMessage>) {
         chat::chat(&ctx, stream, sink, self.max_chat_message_len)
+    }
+}
+
+/// Sends every item of `replies`, then closes the call with OK. Failing either means the
+/// call already ended from the client's side: there is nobody left to tell, so it is only
+/// logged, at debug level, as `what`.
+pub(crate) async fn reply_all<T, S, R>(mut sink: S, mut replies: R, what: &str)
+where
+    S: Sink<(T, WriteFlags), Error = grpcio::Error> + Unpin,
+    R: Stream<Item = Result<(T, WriteFlags), grpcio::Error>> + Unpin,
+{
+    let outcome = match sink.send_all(&mut replies).await {
+        Ok(()) => sink.close().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = outcome {
+        log::debug!("{what} ended early: {e}");
     }
 }

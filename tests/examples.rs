@@ -37,12 +37,13 @@ impl ServerProcess {
                 let _ = tx.send(line);
             }
         });
-        let started = log
-            .iter()
-            .find(|line| line.contains("gRPC Server started"))
-            .expect("the server logs its start");
-        let port = started.split("(port ").nth(1).and_then(|s| s.trim_end_matches(')').parse().ok());
-        ServerProcess { child, port: port.expect("the start line names the port"), log }
+        // Owned from here on, so a failed start below still kills the child.
+        let mut server = ServerProcess { child, port: 0, log };
+        let started = server.log.iter().find(|line| line.contains("gRPC Server started"));
+        let started = started.expect("the server logs its start");
+        let port = started.split("(port ").nth(1).map(|s| s.chars().take_while(char::is_ascii_digit).collect::<String>());
+        server.port = port.and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no port in {started:?}"));
+        server
     }
 
     fn addr(&self) -> String {

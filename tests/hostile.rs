@@ -9,9 +9,9 @@
 
 mod common;
 
-use std::process::Output;
+use std::process::Command;
 
-use common::tools::tools;
+use common::tools::{run_ok, tools};
 use common::TestServer;
 use greeter::ServerConfig;
 use serde_json::Value;
@@ -31,25 +31,15 @@ const INTERNAL: i64 = 13;
 
 /// Runs one case of hostile.py against `addr` and returns its JSON line.
 fn run_case(addr: &str, case: &str) -> Value {
-    let out = tools()
-        .python(SCRIPT)
-        .args(["--addr", addr, "--case", case])
-        .output()
-        .expect("cannot run hostile.py");
-    let text = stdout_of(&out, case);
+    let mut cmd = tools().python(SCRIPT);
+    cmd.args(["--addr", addr, "--case", case]);
+    let text = stdout_of(cmd, case);
     let line = text.lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| panic!("hostile.py {case}: not JSON ({e}): {line:?}"))
 }
 
-fn stdout_of(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "hostile.py {what} failed ({}):\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn stdout_of(cmd: Command, what: &str) -> String {
+    String::from_utf8_lossy(&run_ok(cmd, &format!("hostile.py {what}")).stdout).into_owned()
 }
 
 /// A normal call on a fresh connection still succeeds.
@@ -350,7 +340,9 @@ fn one_server_survives_every_case_in_a_row() {
     use greeter::proto::ChatMessage;
     use grpcio::WriteFlags;
 
-    let listed = stdout_of(&tools().python(SCRIPT).arg("--list").output().unwrap(), "--list");
+    let mut list = tools().python(SCRIPT);
+    list.arg("--list");
+    let listed = stdout_of(list, "--list");
     let listed: Vec<&str> = listed.lines().collect();
     let ours: Vec<&str> = CASES.iter().map(|(name, _)| *name).collect();
     assert_eq!(listed, ours, "hostile.py's cases and this file's tests differ");
