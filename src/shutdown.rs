@@ -6,6 +6,9 @@ use futures::future::{self, Either};
 use futures_timer::Delay;
 use crate::health::HealthService;
 
+/// How long connections stay open after the last call ended (see `GracefulShutdown::run`).
+const LINGER: Duration = Duration::from_millis(250);
+
 /// What a graceful shutdown did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShutdownOutcome {
@@ -20,7 +23,8 @@ pub struct ShutdownOutcome {
 /// 1. health turns NOT_SERVING (watchers hear it at once, then their streams end), so
 ///    traffic moves elsewhere;
 /// 2. the server stops accepting calls (new ones get UNAVAILABLE) and in-flight calls carry on;
-/// 3. after `grace`, calls still running are cancelled, and the server is gone.
+/// 3. after `grace`, calls still running are cancelled;
+/// 4. a short linger lets the last frames reach the clients, and the server is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GracefulShutdown {
     pub grace: Duration,
@@ -40,6 +44,11 @@ impl GracefulShutdown {
                 true
             }
         };
+        // The last calls' final frames may still be on their way out. Closing a socket
+        // whose peer sent something we have not read (a WINDOW_UPDATE, a PING) makes the
+        // kernel send RST and drop what was queued, and the client would see UNAVAILABLE
+        // for a call that had in fact finished OK. So the connections stay up a moment.
+        Delay::new(LINGER).await;
         ShutdownOutcome {
             elapsed: started.elapsed(),
             cancelled_calls,

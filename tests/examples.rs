@@ -133,7 +133,9 @@ fn a_client_example_with_no_server_prints_one_clear_line_and_fails() {
 fn the_server_help_explains_every_flag() {
     let out = example("server").arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for flag in ["--addr", "--completion-queues", "--stock-ticks", "--stock-interval", "--grace"] {
+    let flags = ["--addr", "--completion-queues", "--stock-ticks", "--stock-interval", "--grace", "--no-reflection"];
+    let limits = ["--max-receive-message-size", "--max-concurrent-streams", "--keepalive-time", "--max-chat-message-len"];
+    for flag in flags.iter().chain(&limits).chain(&["--tls-cert", "--tls-key", "--tls-client-ca"]) {
         assert!(help.contains(flag), "--help does not mention {flag}:\n{help}");
     }
 }
