@@ -52,7 +52,7 @@ impl ClientArgs {
 /// The server example's flags; defaults are the tutorial's server.
 #[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
-    /// Address to listen on; [::] listens on IPv6 and IPv4 alike.
+    /// Address to listen on; `[::]` listens on IPv6 and IPv4 alike.
     #[arg(long, default_value = "[::]:50051")]
     pub addr: String,
     /// Completion queues (grpcio threads that poll for I/O and run the handlers).
