@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{status_code, wait_until, TestServer};
 use futures::executor::block_on;
 use futures::{SinkExt as _, TryStreamExt as _};
-use greeter::proto::{ChatMessage, GreeterClient, StockRequest};
+use greeter::proto::{ChatMessage, GreeterClient};
 use greeter::ServerConfig;
 use grpcio::{ChannelBuilder, EnvBuilder, RpcStatusCode, WriteFlags};
 
@@ -47,7 +47,7 @@ fn one_subscription_over_the_cap_is_resource_exhausted() {
     let server = TestServer::start(config);
     let stats = server.server().ticker_stats();
     let client = server.raw_client();
-    let req = StockRequest { symbol: "TSMC".into(), ..Default::default() };
+    let req = common::tsmc();
 
     let mut open: Vec<_> = (0..2).map(|_| client.get_stock_price(&req).unwrap()).collect();
     for stream in &mut open {
@@ -74,7 +74,7 @@ fn calls_beyond_max_concurrent_streams_wait_for_a_free_stream() {
     let server = TestServer::start(config);
     let stats = server.server().ticker_stats();
     let client = server.raw_client(); // one connection for all three calls
-    let req = StockRequest { symbol: "TSMC".into(), ..Default::default() };
+    let req = common::tsmc();
 
     let streams: Vec<_> = (0..3).map(|_| client.get_stock_price(&req).unwrap()).collect();
     wait_until("two subscriptions run", || stats.active() == 2);
@@ -105,7 +105,7 @@ fn a_client_pinging_too_often_is_sent_away() {
         .http2_max_pings_without_data(0)
         .connect(&server.addr);
     let client = GreeterClient::new(channel);
-    let req = StockRequest { symbol: "TSMC".into(), ..Default::default() };
+    let req = common::tsmc();
     let mut stream = client.get_stock_price(&req).unwrap();
     block_on(stream.try_next()).unwrap().unwrap();
     let err = block_on(stream.try_next()).unwrap_err();

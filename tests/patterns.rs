@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::{status_code, wait_until, TestServer};
 use futures::executor::block_on;
 use futures::{SinkExt as _, StreamExt as _, TryStreamExt as _};
-use greeter::proto::{ChatMessage, StockRequest};
+use greeter::proto::ChatMessage;
 use greeter::stock_price::PRICE_RANGE;
 use greeter::ServerConfig;
 use grpcio::{CallOption, RpcStatusCode, WriteFlags};
@@ -75,7 +75,7 @@ fn cancelling_a_stock_stream_stops_the_ticker_at_once() {
     let stats = server.server().ticker_stats();
 
     let client = server.raw_client();
-    let req = StockRequest { symbol: "TSMC".into(), ..Default::default() };
+    let req = common::tsmc();
     let mut stream = client.get_stock_price(&req).unwrap();
     block_on(stream.next()).unwrap().unwrap();
     wait_until("the ticker is active", || stats.active() == 1);
@@ -97,7 +97,7 @@ fn cancelling_after_two_ticks_sends_no_third() {
     let stats = server.server().ticker_stats();
 
     let client = server.raw_client();
-    let req = StockRequest { symbol: "TSMC".into(), ..Default::default() };
+    let req = common::tsmc();
     let mut stream = client.get_stock_price(&req).unwrap();
     for _ in 0..2 {
         block_on(stream.next()).unwrap().unwrap();
@@ -119,7 +119,7 @@ fn a_deadline_shorter_than_the_interval_is_deadline_exceeded() {
     let stats = server.server().ticker_stats();
 
     let client = server.raw_client();
-    let req = StockRequest { symbol: "TSMC".into(), ..Default::default() };
+    let req = common::tsmc();
     let opt = CallOption::default().timeout(Duration::from_millis(300));
     let mut stream = client.get_stock_price_opt(&req, opt).unwrap();
     let first = block_on(stream.try_next()).unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{status_code, TestServer};
 use futures::executor::block_on;
 use futures::TryStreamExt as _;
-use greeter::proto::{HelloReply, HelloRequest, StockRequest};
+use greeter::proto::{HelloReply, HelloRequest};
 use greeter::{ClientError, Greeter, ServerConfig};
 use grpcio::{CallOption, Marshaller, Method, MethodType, RpcStatusCode};
 use greeter::proto::health::{health_check_response::ServingStatus, HealthCheckRequest, HealthClient};
@@ -98,7 +98,7 @@ fn graceful_shutdown_lets_an_in_flight_stream_finish() {
     let addr = server.addr.clone();
 
     let client = server.raw_client();
-    let req = StockRequest { symbol: "TSMC".into(), ..Default::default() };
+    let req = common::tsmc();
     let mut stream = client.get_stock_price(&req).unwrap();
     let mut ticks = vec![block_on(stream.try_next()).unwrap().unwrap()];
 
@@ -124,7 +124,7 @@ fn shutdown_cancels_calls_still_running_after_the_grace_period() {
     let server = TestServer::start(config);
 
     let client = server.raw_client();
-    let req = StockRequest { symbol: "TSMC".into(), ..Default::default() };
+    let req = common::tsmc();
     let mut stream = client.get_stock_price(&req).unwrap();
     block_on(stream.try_next()).unwrap().unwrap();
 

@@ -9,7 +9,7 @@ use common::{status_code, TestServer};
 use futures::executor::block_on;
 use futures::future::join_all;
 use futures::{SinkExt as _, TryStreamExt as _};
-use greeter::proto::{ChatMessage, GreeterClient, HelloRequest, Metric, StockRequest};
+use greeter::proto::{ChatMessage, GreeterClient, HelloRequest, Metric};
 use greeter::{Greeter, ServerConfig};
 use grpcio::{RpcStatusCode, WriteFlags};
 
@@ -37,7 +37,7 @@ fn calls_in_flight_finish_ok_newcomers_are_refused_and_the_server_stops_in_time(
     let server = server(grace, 15); // streams run ~1.5 s, well inside the grace period
     let addr = server.addr.clone();
     let client = server.raw_client();
-    let symbol = StockRequest { symbol: "TSMC".into(), ..Default::default() };
+    let symbol = common::tsmc();
 
     // Everything is open and has exchanged a message before shutdown begins.
     let mut stocks: Vec<_> = (0..EACH).map(|_| client.get_stock_price(&symbol).unwrap()).collect();
@@ -110,7 +110,7 @@ fn streams_outliving_the_grace_period_end_with_a_clean_status() {
     let grace = Duration::from_millis(500);
     let server = server(grace, 1000); // streams that would run 100 s
     let client: GreeterClient = server.raw_client();
-    let symbol = StockRequest { symbol: "TSMC".into(), ..Default::default() };
+    let symbol = common::tsmc();
     let mut stocks: Vec<_> = (0..EACH).map(|_| client.get_stock_price(&symbol).unwrap()).collect();
     for s in &mut stocks {
         block_on(s.try_next()).unwrap().expect("first tick");

@@ -5,7 +5,7 @@ pub mod tools;
 
 use std::time::{Duration, Instant};
 
-use greeter::proto::GreeterClient;
+use greeter::proto::{GreeterClient, StockRequest};
 use greeter::{Greeter, GreeterServer, ServerConfig, ShutdownOutcome};
 use grpcio::{ChannelBuilder, EnvBuilder};
 
@@ -73,4 +73,9 @@ pub fn status_code(err: &grpcio::Error) -> grpcio::RpcStatusCode {
         grpcio::Error::RpcFailure(status) => status.code(),
         other => panic!("expected an RPC status, got {other:?}"),
     }
+}
+
+/// The tutorial's subscription: `GetStockPrice` for TSMC.
+pub fn tsmc() -> StockRequest {
+    StockRequest { symbol: "TSMC".into(), ..Default::default() }
 }
