@@ -56,10 +56,12 @@ fn text<'a>(r: &'a Value, key: &str) -> &'a str {
     r[key].as_str().unwrap_or_default()
 }
 
-/// Nothing at the connection level: no GOAWAY, the server did not close the socket.
+/// Nothing at the connection level: no GOAWAY, the server did not close the socket and
+/// kept reading what we sent.
 fn connection_intact(r: &Value) {
     assert_eq!(r["goaway"], Value::Null, "GOAWAY: {r}");
     assert_eq!(r["connection_closed"], Value::Bool(false), "connection closed: {r}");
+    assert_eq!(r["send_stalled"], Value::Bool(false), "server stopped reading: {r}");
 }
 
 /// A gRPC answer in HEADERS (HTTP 200) with `status`, the connection left alone.
