@@ -22,7 +22,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(opts: &Opts) -> Result<(), greeter::ClientError> {
-    opts.client.connect()?.chat(&opts.user, &opts.messages, |reply| {
+    opts.client.connect_blocking()?.chat(&opts.user, &opts.messages, |reply| {
         println!("(Receive) {}: {}", reply.user, reply.message)
     })?;
     Ok(())

@@ -17,7 +17,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: &ClientArgs) -> Result<(), greeter::ClientError> {
-    let greeter = args.connect()?;
+    let greeter = args.connect_blocking()?;
 
     println!("--- 1. Unary ---");
     println!("Response: {}", greeter.say_hello("Rust Client")?);

@@ -19,7 +19,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(opts: &Opts) -> Result<(), greeter::ClientError> {
-    let summary = opts.client.connect()?.record_metrics(&opts.values)?;
+    let summary = opts.client.connect_blocking()?.record_metrics(&opts.values)?;
     println!("Statistics: Count {}, Average {:.2}", summary.count, summary.average);
     Ok(())
 }

@@ -19,7 +19,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(opts: &Opts) -> Result<(), greeter::ClientError> {
-    let greeting = opts.client.connect()?.say_hello(&opts.name)?;
+    let greeting = opts.client.connect_blocking()?.say_hello(&opts.name)?;
     println!("Response: {greeting}");
     Ok(())
 }

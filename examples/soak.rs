@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use greeter::cli::{self, ClientArgs};
-use greeter::{ClientError, Greeter};
+use greeter::blocking::Greeter;
+use greeter::ClientError;
 
 /// Load a running Greeter server with all four patterns, bounded in time.
 #[derive(Parser)]
@@ -74,7 +75,7 @@ fn run(opts: &Opts) -> Result<(), ClientError> {
     let messages: Vec<String> = (0..10).map(|i| format!("message {i}")).collect();
     let workers: Vec<_> = (0..opts.clients)
         .map(|_| {
-            let greeter = opts.client.connect()?;
+            let greeter = opts.client.connect_blocking()?;
             let (tally, stop, values, messages) = (tally.clone(), stop.clone(), values.clone(), messages.clone());
             Ok(std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {

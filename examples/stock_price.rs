@@ -19,7 +19,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(opts: &Opts) -> Result<(), greeter::ClientError> {
-    opts.client.connect()?.stock_prices(&opts.symbol, |tick| {
+    opts.client.connect_blocking()?.stock_prices(&opts.symbol, |tick| {
         println!("Stock: {}, Price: {:.2}", tick.symbol, tick.price)
     })?;
     Ok(())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::client::Greeter;
+use crate::client::{blocking, Greeter};
 use crate::error::ClientError;
 use crate::server::{Limits, ServerConfig};
 use crate::stock_price::TickerConfig;
@@ -36,7 +36,12 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
-    /// A client for `--addr`, over TLS when `--tls-ca` is given.
+    /// The blocking client for `--addr`, over TLS when `--tls-ca` is given.
+    pub fn connect_blocking(&self) -> Result<blocking::Greeter, ClientError> {
+        self.connect().map(blocking::Greeter::from)
+    }
+
+    /// The async client for `--addr`, over TLS when `--tls-ca` is given.
     pub fn connect(&self) -> Result<Greeter, ClientError> {
         let Some(ca) = &self.tls_ca else {
             if self.tls_cert.is_some() || self.tls_server_name.is_some() {

@@ -13,7 +13,8 @@ use std::time::Duration;
 use common::tools::{run_ok, tools, PeerServer};
 use common::TestServer;
 use greeter::stock_price::PRICE_RANGE;
-use greeter::{Greeter, ServerConfig};
+use greeter::blocking::Greeter;
+use greeter::ServerConfig;
 
 /// Ticks are this far apart on every server in the matrix, so no cell waits 2.5 s a stream.
 const INTERVAL_MS: u64 = 5;

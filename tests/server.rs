@@ -9,7 +9,8 @@ use common::{status_code, TestServer};
 use futures::executor::block_on;
 use futures::TryStreamExt as _;
 use greeter::proto::{HelloReply, HelloRequest};
-use greeter::{ClientError, Greeter, ServerConfig};
+use greeter::blocking::Greeter;
+use greeter::{ClientError, ServerConfig};
 use grpcio::{CallOption, Marshaller, Method, MethodType, RpcStatusCode};
 use greeter::proto::health::{health_check_response::ServingStatus, HealthCheckRequest, HealthClient};
 

@@ -10,7 +10,8 @@ use futures::executor::block_on;
 use futures::future::join_all;
 use futures::{SinkExt as _, TryStreamExt as _};
 use greeter::proto::{ChatMessage, GreeterClient, HelloRequest, Metric};
-use greeter::{Greeter, ServerConfig};
+use greeter::blocking::Greeter;
+use greeter::ServerConfig;
 use grpcio::{RpcStatusCode, WriteFlags};
 
 const EACH: usize = 25; // of each of the four kinds: 100 calls

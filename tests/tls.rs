@@ -19,7 +19,8 @@ mod with_tls {
     use super::common::tools::{run_ok, tools};
     use super::common::TestServer;
     use greeter::tls::{ClientTls, ServerTls};
-    use greeter::{Greeter, ServerConfig};
+    use greeter::blocking::Greeter;
+    use greeter::ServerConfig;
     use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
     use grpcio::RpcStatusCode;
 

@@ -6,7 +6,7 @@ pub mod tools;
 use std::time::{Duration, Instant};
 
 use greeter::proto::{GreeterClient, StockRequest};
-use greeter::{Greeter, GreeterServer, ServerConfig, ShutdownOutcome};
+use greeter::{blocking, Greeter, GreeterServer, ServerConfig, ShutdownOutcome};
 use grpcio::{ChannelBuilder, EnvBuilder};
 
 /// A server for one test, on `127.0.0.1:<free port>`, stopped when dropped.
@@ -38,8 +38,13 @@ impl TestServer {
         self.server.as_ref().unwrap()
     }
 
-    /// The library's client, with a generous deadline.
-    pub fn client(&self) -> Greeter {
+    /// The library's blocking client, with a generous deadline.
+    pub fn client(&self) -> blocking::Greeter {
+        blocking::Greeter::connect(&self.addr, Duration::from_secs(30))
+    }
+
+    /// The library's async client, with a generous deadline.
+    pub fn async_client(&self) -> Greeter {
         Greeter::connect(&self.addr, Duration::from_secs(30))
     }
 
@@ -55,6 +60,10 @@ impl TestServer {
 
     pub fn shutdown(mut self) -> ShutdownOutcome {
         self.server.take().unwrap().shutdown()
+    }
+
+    pub async fn shutdown_async(mut self) -> ShutdownOutcome {
+        self.server.take().unwrap().shutdown_async().await
     }
 }
 

@@ -1,0 +1,271 @@
+//! The Rust client for the tutorial's four calls: async, on any executor.
+//!
+//! grpcio's completion-queue thread (one per [`Greeter`], started by `connect`) does the I/O
+//! and wakes whichever task awaits a result; nothing here blocks, so the futures and streams
+//! below run on tokio, smol, `futures::executor` or anything else that polls futures. Each one
+//! owns its call: it is `Send + 'static` (spawnable) whenever its inputs are, and dropping it
+//! before it finishes cancels the call on the server at once.
+//!
+//! [`blocking::Greeter`] is the same client for code that is not async.
+//!
+//! ```no_run
+//! use futures::TryStreamExt as _;
+//! use greeter::Greeter;
+//! use std::time::Duration;
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> Result<(), greeter::ClientError> {
+//!     let greeter = Greeter::connect("localhost:50051", Duration::from_secs(10)); // cheap to clone
+//!     println!("{}", greeter.say_hello("tokio").await?);
+//!
+//!     // Five subscriptions side by side on one thread: ~2.5 s in all, not 5 × 2.5 s.
+//!     let tasks: Vec<_> = (0..5)
+//!         .map(|_| greeter.stock_prices("TSMC").map(|ticks| tokio::spawn(ticks.try_collect::<Vec<_>>())))
+//!         .collect::<Result<_, _>>()?;
+//!     for task in tasks {
+//!         println!("{} ticks", task.await.expect("task")?.len());
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! and on smol:
+//!
+//! ```no_run
+//! # use greeter::Greeter;
+//! # use std::time::Duration;
+//! smol::block_on(async {
+//!     let greeter = Greeter::connect("localhost:50051", Duration::from_secs(10));
+//!     let hello = smol::spawn(greeter.say_hello("smol"));
+//!     let metrics = greeter.record_metrics(futures::stream::iter([25.5, 26.8, 27.1]));
+//!     println!("{} / {:?}", hello.await?, metrics.await?);
+//!     Ok::<_, greeter::ClientError>(())
+//! })
+//! # .unwrap();
+//! ```
+
+pub mod blocking;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt as _, SinkExt as _, Stream, StreamExt as _, TryStreamExt as _};
+use grpcio::{CallOption, ChannelBuilder, ClientDuplexReceiver, EnvBuilder, WriteFlags};
+
+use crate::error::ClientError;
+use crate::proto::{ChatMessage, GreeterClient, HelloRequest, Metric, MetricSummary, StockReply, StockRequest};
+use crate::tls::ClientTls;
+
+/// A connection to one Greeter server. Cheap to clone: clones share the channel (one HTTP/2
+/// connection) and its completion-queue thread.
+#[derive(Clone)]
+pub struct Greeter {
+    client: GreeterClient,
+    addr: Arc<str>,
+    deadline: Duration,
+}
+
+impl Greeter {
+    /// Prepares a channel to `addr` (`host:port`). Nothing is dialled until the first call;
+    /// every call must finish within `deadline`.
+    pub fn connect(addr: &str, deadline: Duration) -> Self {
+        Self::with_channel(channel_builder(), addr, deadline)
+    }
+
+    /// Like [`Greeter::connect`], over TLS (needs the `tls` feature).
+    pub fn connect_tls(addr: &str, deadline: Duration, tls: &ClientTls) -> Result<Self, ClientError> {
+        Ok(Self::with_channel(tls.apply(channel_builder())?, addr, deadline))
+    }
+
+    fn with_channel(builder: ChannelBuilder, addr: &str, deadline: Duration) -> Self {
+        Greeter {
+            client: GreeterClient::new(builder.connect(addr)),
+            addr: addr.into(),
+            deadline,
+        }
+    }
+
+    /// The generated client, for calls this wrapper does not cover.
+    pub fn raw(&self) -> &GreeterClient {
+        &self.client
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    fn options(&self) -> CallOption {
+        CallOption::default().timeout(self.deadline)
+    }
+
+    /// Turns grpcio errors of `call` into `ClientError`s; owns what it needs, so that the
+    /// futures and streams it goes into stay `'static`.
+    fn error(&self, call: &'static str) -> impl Fn(grpcio::Error) -> ClientError + Clone + Send + Sync + 'static {
+        let addr = self.addr.clone();
+        move |e| ClientError::from_grpc(call, &addr, e)
+    }
+
+    /// Level 1: the server's greeting for `name`.
+    ///
+    /// The call starts when this is called; the returned future yields its answer.
+    pub fn say_hello(&self, name: &str) -> impl Future<Output = Result<String, ClientError>> + Send + 'static {
+        let err = self.error("SayHello");
+        let req = HelloRequest {
+            name: name.to_owned(),
+            ..Default::default()
+        };
+        let call = self.client.say_hello_async_opt(&req, self.options());
+        let channel = self.client.clone();
+        async move {
+            let _channel = channel;
+            let reply = call.map_err(&err)?.await.map_err(&err)?;
+            Ok(reply.message)
+        }
+    }
+
+    /// Level 2: subscribes to `symbol`; the stream yields each price as the server sends it
+    /// and ends when the server closes the subscription.
+    pub fn stock_prices(
+        &self,
+        symbol: &str,
+    ) -> Result<impl Stream<Item = Result<StockReply, ClientError>> + Send + 'static, ClientError> {
+        let err = self.error("GetStockPrice");
+        let req = StockRequest {
+            symbol: symbol.to_owned(),
+            ..Default::default()
+        };
+        let ticks = self.client.get_stock_price_opt(&req, self.options()).map_err(&err)?;
+        Ok(OnChannel::new(ticks.map_err(err), &self.client))
+    }
+
+    /// Level 3: streams `values` to the server as they come, and returns its count and
+    /// average once `values` ends.
+    pub fn record_metrics<S>(&self, values: S) -> impl Future<Output = Result<MetricSummary, ClientError>> + Send + use<S>
+    where
+        S: Stream<Item = f64> + Send,
+    {
+        let err = self.error("RecordMetrics");
+        let call = self.client.record_metrics_opt(self.options());
+        let channel = self.client.clone();
+        async move {
+            let _channel = channel;
+            let (mut sink, summary) = call.map_err(&err)?;
+            // Values that are ready go out in one write; when `values` has to wait, what is
+            // buffered is flushed (see `send_all_batched`).
+            let sent = send_all_batched(&mut sink, values.map(|value| Metric { value, ..Default::default() })).await;
+            // A failed send means the server already answered (e.g. rejected a value): its
+            // answer says why.
+            if sent.is_ok() {
+                let _ = sink.close().await;
+            }
+            summary.await.map_err(&err)
+        }
+    }
+
+    /// Level 4: a full-duplex chat as `user`. Each of `messages` is sent as soon as it is
+    /// produced; the returned stream yields the server's replies meanwhile.
+    ///
+    /// The returned stream also drives the sending (so that `messages` is polled by the
+    /// caller's own task and may use its runtime's timers or channels): keep polling it until
+    /// it ends. It ends after the server has answered the last message.
+    pub fn chat<S>(
+        &self,
+        user: &str,
+        messages: S,
+    ) -> Result<impl Stream<Item = Result<ChatMessage, ClientError>> + Send + 'static, ClientError>
+    where
+        S: Stream<Item = String> + Send + 'static,
+    {
+        let err = self.error("Chat");
+        let (mut sink, replies) = self.client.chat_opt(self.options()).map_err(&err)?;
+        let user = user.to_owned();
+        let messages = messages.map(move |message| ChatMessage {
+            user: user.clone(),
+            message,
+            ..Default::default()
+        });
+        let send = async move {
+            // The receive side carries the call's status; a failed send next to it only
+            // means the server finished first.
+            if send_all_batched(&mut sink, messages).await.is_ok() {
+                let _ = sink.close().await;
+            }
+        };
+        let replies = ChatReplies {
+            send: Some(send.boxed()),
+            replies,
+        };
+        Ok(OnChannel::new(replies.map_err(err), &self.client))
+    }
+}
+
+/// A call's stream that also holds its channel. grpcio destroys a channel (failing its calls
+/// with "Channel Destroyed") and stops its completion-queue thread when the last handle to it
+/// goes, so a stream that outlives the `Greeter` it came from must keep one.
+struct OnChannel<S> {
+    stream: S,
+    _channel: GreeterClient,
+}
+
+impl<S> OnChannel<S> {
+    fn new(stream: S, client: &GreeterClient) -> Self {
+        OnChannel {
+            stream,
+            _channel: client.clone(),
+        }
+    }
+}
+
+impl<S: Stream + Unpin> Stream for OnChannel<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        self.stream.poll_next_unpin(cx)
+    }
+}
+
+/// Sends every item, letting C-core batch the ones that are ready together and flushing
+/// whenever the producer has to wait (grpcio's `enhance_batch`), so a slow producer's
+/// messages go out at once and a fast one's share writes.
+async fn send_all_batched<T, S>(sink: &mut grpcio::StreamingCallSink<T>, items: S) -> Result<(), grpcio::Error>
+where
+    S: Stream<Item = T>,
+{
+    sink.enhance_batch(true);
+    let mut items = std::pin::pin!(items.map(|item| Ok((item, WriteFlags::default()))));
+    sink.send_all(&mut items).await
+}
+
+/// The reply stream of a chat, which also polls its sending half, so that both directions
+/// progress in whichever task reads the replies.
+struct ChatReplies {
+    send: Option<BoxFuture<'static, ()>>,
+    replies: ClientDuplexReceiver<ChatMessage>,
+}
+
+impl Stream for ChatReplies {
+    type Item = Result<ChatMessage, grpcio::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(send) = &mut self.send {
+            if send.as_mut().poll(cx).is_ready() {
+                self.send = None;
+            }
+        }
+        self.replies.poll_next_unpin(cx)
+    }
+}
+
+/// Our own message limits are the server's business: the client accepts any size.
+fn channel_builder() -> ChannelBuilder {
+    let env = Arc::new(EnvBuilder::new().cq_count(1).name_prefix("greeter-client").build());
+    ChannelBuilder::new(env).max_receive_message_len(-1).max_send_message_len(-1)
+}
