@@ -196,9 +196,17 @@ impl GreeterServer {
         &self.health
     }
 
-    /// Graceful shutdown with the configured grace period; blocks until the server is stopped.
-    pub fn shutdown(mut self) -> ShutdownOutcome {
-        let outcome = futures::executor::block_on(self.shutdown.run(&mut self.server, &self.health));
+    /// Graceful shutdown with the configured grace period; blocks the calling thread until
+    /// the server is stopped. From async code, await [`GreeterServer::shutdown_async`] instead.
+    pub fn shutdown(self) -> ShutdownOutcome {
+        futures::executor::block_on(self.shutdown_async())
+    }
+
+    /// The same graceful shutdown as a future that resolves once the server is stopped. It
+    /// waits on grpcio's completion queue and `futures-timer`'s thread, never on the
+    /// executor polling it, so any runtime can await (or spawn) it.
+    pub async fn shutdown_async(mut self) -> ShutdownOutcome {
+        let outcome = self.shutdown.run(&mut self.server, &self.health).await;
         log::info!("server stopped after {:?}", outcome.elapsed);
         outcome
     }
