@@ -139,3 +139,48 @@ fn the_server_help_explains_every_flag() {
         assert!(help.contains(flag), "--help does not mention {flag}:\n{help}");
     }
 }
+
+/// Splits "N concurrent X: <time>" into its count and checks the time reads as a duration.
+fn timing_line<'a>(line: &'a str, what: &str) -> &'a str {
+    let (head, time) = line.split_once(": ").unwrap_or_else(|| panic!("not a timing line: {line:?}"));
+    assert!(head.contains(what), "{line:?} is not about {what}");
+    assert!(time.ends_with("ms") || time.ends_with('s') || time.ends_with("µs"), "no duration in {line:?}");
+    head
+}
+
+#[test]
+fn tokio_app_prints_its_timings_and_stops_gracefully_on_ctrl_c() {
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+        }
+    }
+    let child = example("tokio_app")
+        .args(["--addr", "127.0.0.1:0", "--stock-interval", "10ms"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut app = KillOnDrop(child);
+    let mut stdout = BufReader::new(app.0.stdout.take().unwrap()).lines().map_while(Result::ok);
+    let mut next = || stdout.next().expect("tokio_app printed fewer lines than expected");
+    assert_eq!(timing_line(&next(), "SayHello"), "1000 concurrent SayHello calls");
+    assert_eq!(timing_line(&next(), "stock"), "20 concurrent stock subscriptions (100 ticks)");
+    assert!(next().starts_with("serving on port "));
+
+    let int = Command::new("kill").args(["-INT", &app.0.id().to_string()]).status().unwrap();
+    assert!(int.success());
+    assert!(next().starts_with("stopped gracefully in "));
+    let status = app.0.wait().unwrap();
+    assert!(status.success(), "tokio_app exits 0 after Ctrl-C, got {status}");
+}
+
+#[test]
+fn smol_app_prints_its_timings_against_a_running_server() {
+    let server = ServerProcess::start();
+    let lines = stdout_lines(&server.run("smol_app", &[]));
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(timing_line(&lines[0], "SayHello"), "1000 concurrent SayHello calls");
+    assert_eq!(timing_line(&lines[1], "stock"), "20 concurrent stock subscriptions (100 ticks)");
+}
