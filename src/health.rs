@@ -64,8 +64,9 @@ impl HealthService {
     }
 
     /// Marks every service NOT_SERVING for good, tells the watchers, then ends their streams
-    /// (with OK), so that they do not hold up a graceful shutdown.
-    pub fn shutdown(&self) {
+    /// (with OK), so that they do not hold up a graceful shutdown. Returns how many watchers
+    /// were told: each is a client, or a load balancer, that may still route calls here.
+    pub fn shutdown(&self) -> usize {
         let mut state = self.state.lock().unwrap();
         state.shut_down = true;
         let services: Vec<String> = state.statuses.keys().cloned().collect();
@@ -73,7 +74,9 @@ impl HealthService {
             state.statuses.insert(service.clone(), ServingStatus::NOT_SERVING);
             state.notify(&service, ServingStatus::NOT_SERVING);
         }
+        let told = state.watchers.len();
         state.watchers.clear();
+        told
     }
 }
 

@@ -20,6 +20,10 @@ use crate::tls::ServerTls;
 /// The service name health reports for Greeter (the empty name stands for the whole server).
 pub const GREETER_SERVICE: &str = "greeter.Greeter";
 
+/// Long enough for a health watcher on a LAN to hear NOT_SERVING and stop picking us;
+/// short enough not to hold up a rolling restart.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(1);
+
 /// grpc-go's default receive limit, which we also apply to sends.
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = 4 * 1024 * 1024;
 
@@ -74,6 +78,9 @@ pub struct ServerConfig {
     pub ticker: TickerConfig,
     /// How long in-flight calls may run on after shutdown begins.
     pub grace: Duration,
+    /// How long the server keeps accepting calls after health turned NOT_SERVING, when a
+    /// client or balancer is watching health (see [`GracefulShutdown`]).
+    pub drain: Duration,
     pub limits: Limits,
     /// Serve TLS (mutual TLS if it names a client CA) instead of plaintext.
     pub tls: Option<ServerTls>,
@@ -88,6 +95,7 @@ impl Default for ServerConfig {
             completion_queues: 1,
             ticker: TickerConfig::default(),
             grace: Duration::from_secs(10),
+            drain: DEFAULT_DRAIN,
             limits: Limits::default(),
             tls: None,
             reflection: true,
@@ -161,7 +169,10 @@ impl ServerConfig {
             health,
             port,
             ticker_stats: ticker.stats(),
-            shutdown: GracefulShutdown { grace: self.grace },
+            shutdown: GracefulShutdown {
+                grace: self.grace,
+                drain: self.drain,
+            },
             _env: env,
         })
     }

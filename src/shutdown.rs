@@ -22,18 +22,26 @@ pub struct ShutdownOutcome {
 ///
 /// 1. health turns NOT_SERVING (watchers hear it at once, then their streams end), so
 ///    traffic moves elsewhere;
-/// 2. the server stops accepting calls (new ones get UNAVAILABLE) and in-flight calls carry on;
-/// 3. after `grace`, calls still running are cancelled;
-/// 4. a short linger lets the last frames reach the clients, and the server is gone.
+/// 2. if anybody was watching health, the server goes on serving for `drain`: a client
+///    balancing over replicas may have picked this one for a call just before it heard,
+///    and that call should still be served, not refused;
+/// 3. the server stops accepting calls (new ones get UNAVAILABLE) and in-flight calls carry on;
+/// 4. after `grace`, calls still running are cancelled;
+/// 5. a short linger lets the last frames reach the clients, and the server is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GracefulShutdown {
     pub grace: Duration,
+    pub drain: Duration,
 }
 
 impl GracefulShutdown {
     pub async fn run(self, server: &mut grpcio::Server, health: &HealthService) -> ShutdownOutcome {
         let started = Instant::now();
-        health.shutdown();
+        let watchers = health.shutdown();
+        if watchers > 0 && !self.drain.is_zero() {
+            log::info!("health is NOT_SERVING for {watchers} watcher(s); serving on for {:?} while they move away", self.drain);
+            Delay::new(self.drain).await;
+        }
         let mut drained = server.shutdown();
         let cancelled_calls = match future::select(&mut drained, Delay::new(self.grace)).await {
             Either::Left(_) => false,
