@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::client::{blocking, Greeter};
+use crate::client::{blocking, Greeter, LoadBalancing};
 use crate::error::ClientError;
 use crate::server::{Limits, ServerConfig};
 use crate::stock_price::TickerConfig;
@@ -15,9 +15,13 @@ use crate::tls::{ClientTls, ServerTls, TlsError};
 /// Flags every client example takes.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
-    /// Server address, host:port.
+    /// Server address: host:port, or any gRPC target (ipv4:a:p,b:p,… ipv6:… dns:///host:port).
     #[arg(long, default_value = "localhost:50051")]
     pub addr: String,
+    /// How calls are spread over the addresses: pick_first, or round_robin (health-checked,
+    /// SayHello retried on UNAVAILABLE).
+    #[arg(long, default_value = "pick_first")]
+    pub lb: LoadBalancing,
     /// Deadline for each call (e.g. 500ms, 10s).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub deadline: Duration,
@@ -43,14 +47,15 @@ impl ClientArgs {
 
     /// The async client for `--addr`, over TLS when `--tls-ca` is given.
     pub fn connect(&self) -> Result<Greeter, ClientError> {
+        let builder = Greeter::builder(&self.addr, self.deadline).load_balancing(self.lb);
         let Some(ca) = &self.tls_ca else {
             if self.tls_cert.is_some() || self.tls_server_name.is_some() {
                 return Err(TlsError::Missing("--tls-cert and --tls-server-name", "--tls-ca").into());
             }
-            return Ok(Greeter::connect(&self.addr, self.deadline));
+            return builder.connect();
         };
         let tls = ClientTls::from_files(ca, self.tls_cert.as_deref(), self.tls_key.as_deref(), self.tls_server_name.clone())?;
-        Greeter::connect_tls(&self.addr, self.deadline, &tls)
+        builder.tls(tls).connect()
     }
 }
 
@@ -72,6 +77,10 @@ pub struct ServerArgs {
     /// On SIGINT/SIGTERM, how long in-flight calls may finish before they are cancelled.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
+    /// On SIGINT/SIGTERM with health watchers (load-balancing clients), how long to keep
+    /// accepting calls after reporting NOT_SERVING, so the watchers can move away first.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub drain: Duration,
     /// Do not serve gRPC reflection (grpcurl and similar tools then need the .proto files).
     #[arg(long)]
     pub no_reflection: bool,
@@ -152,6 +161,7 @@ impl ServerArgs {
                 interval: self.stock_interval,
             },
             grace: self.grace,
+            drain: self.drain,
             reflection: !self.no_reflection,
             limits: self.limits.limits(),
             tls,

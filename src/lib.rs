@@ -71,7 +71,7 @@ pub mod shutdown;
 pub mod stock_price;
 pub mod tls;
 
-pub use client::{blocking, Greeter};
+pub use client::{blocking, Greeter, GreeterBuilder, LoadBalancing};
 pub use error::{ClientError, ServerError};
 pub use server::{GreeterServer, Limits, ServerConfig};
 pub use shutdown::{GracefulShutdown, ShutdownOutcome};

@@ -44,6 +44,7 @@
 //! # .unwrap();
 //! ```
 
+pub mod balancing;
 pub mod blocking;
 
 use std::future::Future;
@@ -60,6 +61,8 @@ use crate::error::ClientError;
 use crate::proto::{ChatMessage, GreeterClient, HelloRequest, Metric, MetricSummary, StockReply, StockRequest};
 use crate::tls::ClientTls;
 
+pub use balancing::LoadBalancing;
+
 /// A connection to one Greeter server. Cheap to clone: clones share the channel (one HTTP/2
 /// connection) and its completion-queue thread.
 #[derive(Clone)]
@@ -69,16 +72,58 @@ pub struct Greeter {
     deadline: Duration,
 }
 
+/// A connection with more than the defaults: a load-balancing policy, TLS.
+#[derive(Clone, Debug)]
+pub struct GreeterBuilder {
+    target: String,
+    deadline: Duration,
+    lb: LoadBalancing,
+    tls: Option<ClientTls>,
+}
+
+impl GreeterBuilder {
+    /// How calls are spread over the addresses `target` names (see [`balancing`]).
+    pub fn load_balancing(mut self, lb: LoadBalancing) -> Self {
+        self.lb = lb;
+        self
+    }
+
+    /// Connect over TLS (needs the `tls` feature).
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    pub fn connect(self) -> Result<Greeter, ClientError> {
+        let mut builder = balancing::apply(channel_builder(), self.lb);
+        if let Some(tls) = &self.tls {
+            builder = tls.apply(builder)?;
+        }
+        Ok(Greeter::with_channel(builder, &self.target, self.deadline))
+    }
+}
+
 impl Greeter {
-    /// Prepares a channel to `addr` (`host:port`). Nothing is dialled until the first call;
-    /// every call must finish within `deadline`.
-    pub fn connect(addr: &str, deadline: Duration) -> Self {
-        Self::with_channel(channel_builder(), addr, deadline)
+    /// Prepares a channel to `target`: `host:port`, or any gRPC target such as
+    /// `ipv4:127.0.0.1:50081,127.0.0.1:50082` or `dns:///greeter.example:50051`. Nothing is
+    /// dialled until the first call; every call must finish within `deadline`.
+    pub fn connect(target: &str, deadline: Duration) -> Self {
+        Self::with_channel(channel_builder(), target, deadline)
     }
 
     /// Like [`Greeter::connect`], over TLS (needs the `tls` feature).
-    pub fn connect_tls(addr: &str, deadline: Duration, tls: &ClientTls) -> Result<Self, ClientError> {
-        Ok(Self::with_channel(tls.apply(channel_builder())?, addr, deadline))
+    pub fn connect_tls(target: &str, deadline: Duration, tls: &ClientTls) -> Result<Self, ClientError> {
+        Self::builder(target, deadline).tls(tls.clone()).connect()
+    }
+
+    /// For a connection with a load-balancing policy or TLS.
+    pub fn builder(target: &str, deadline: Duration) -> GreeterBuilder {
+        GreeterBuilder {
+            target: target.to_owned(),
+            deadline,
+            lb: LoadBalancing::default(),
+            tls: None,
+        }
     }
 
     fn with_channel(builder: ChannelBuilder, addr: &str, deadline: Duration) -> Self {
