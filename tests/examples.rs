@@ -1,66 +1,15 @@
 //! The examples as a user runs them: the server binary on a free port, each client binary
 //! against it, output checked line by line, then SIGTERM and a clean exit.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 
-/// `cargo test` builds the examples next to the test binaries: target/<profile>/examples/.
-fn example(name: &str) -> Command {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop(); // the test binary
-    dir.pop(); // deps/
-    let path: PathBuf = dir.join("examples").join(name);
-    assert!(path.exists(), "{} is missing: run the tests with `cargo test`, which builds the examples", path.display());
-    Command::new(path)
-}
+use common::examples::{example, ServerProcess};
 
-struct ServerProcess {
-    child: Child,
-    port: u16,
-    log: mpsc::Receiver<String>,
-}
-
-impl ServerProcess {
-    fn start() -> Self {
-        let mut child = example("server")
-            .args(["--addr", "127.0.0.1:0", "--stock-interval", "10ms", "--grace", "5s"])
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, log) = mpsc::channel();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        // Owned from here on, so a failed start below still kills the child.
-        let mut server = ServerProcess { child, port: 0, log };
-        let started = server.log.iter().find(|line| line.contains("gRPC Server started"));
-        let started = started.expect("the server logs its start");
-        let port = started.split("(port ").nth(1).map(|s| s.chars().take_while(char::is_ascii_digit).collect::<String>());
-        server.port = port.and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no port in {started:?}"));
-        server
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn run(&self, name: &str, args: &[&str]) -> Output {
-        let out = example(name).arg("--addr").arg(self.addr()).args(args).output().unwrap();
-        assert!(out.status.success(), "{name} failed: {}", String::from_utf8_lossy(&out.stderr));
-        out
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
+fn start_server() -> ServerProcess {
+    ServerProcess::start(&["--addr", "127.0.0.1:0", "--stock-interval", "10ms", "--grace", "5s"], "info")
 }
 
 fn stdout_lines(out: &Output) -> Vec<String> {
@@ -78,7 +27,7 @@ fn assert_price_line(line: &str, symbol: &str) {
 
 #[test]
 fn every_client_example_prints_the_tutorial_lines_and_the_server_stops_on_sigterm() {
-    let mut server = ServerProcess::start();
+    let mut server = start_server();
 
     let lines = stdout_lines(&server.run("client", &[]));
     assert_eq!(lines[..2], ["--- 1. Unary ---", "Response: Hello Rust Client"]);
@@ -110,11 +59,10 @@ fn every_client_example_prints_the_tutorial_lines_and_the_server_stops_on_sigter
         ["(Receive) Server: Server received: Hi", "(Receive) Server: Server received: Streaming is cool"]
     );
 
-    let term = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
-    assert!(term.success());
+    server.signal("TERM");
     let status = server.child.wait().unwrap();
     assert!(status.success(), "the server exits 0 after SIGTERM, got {status}");
-    let log: Vec<String> = server.log.try_iter().collect();
+    let log = server.log();
     assert!(log.iter().any(|l| l.contains("Received subscription: TSMC")), "{log:#?}");
     assert!(log.iter().any(|l| l.contains("shutting down")), "{log:#?}");
 }
@@ -178,7 +126,7 @@ fn tokio_app_prints_its_timings_and_stops_gracefully_on_ctrl_c() {
 
 #[test]
 fn smol_app_prints_its_timings_against_a_running_server() {
-    let server = ServerProcess::start();
+    let server = start_server();
     let lines = stdout_lines(&server.run("smol_app", &[]));
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(timing_line(&lines[0], "SayHello"), "1000 concurrent SayHello calls");

@@ -1,6 +1,7 @@
 //! Shared test set-up: a real server on a free loopback port, and clients for it.
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod examples;
 pub mod tools;
 
 use std::time::{Duration, Instant};

@@ -1,0 +1,205 @@
+//! Replicas behind C-core's own client-side load balancing: three `server` example processes
+//! on loopback, and clients whose channel names all three (`ipv4:a,b,c`) with `round_robin`,
+//! health-checked subchannels and SayHello retried on UNAVAILABLE (`greeter::client::balancing`).
+//!
+//! The evidence of where each call went is each replica's own log: at debug level it writes
+//! one "Received greeting request" line per SayHello it served.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::examples::ServerProcess;
+use greeter::{blocking, ClientError, Greeter, LoadBalancing};
+use grpcio::RpcStatusCode;
+
+const GREETING: &str = "Received greeting request";
+const SUBSCRIPTION: &str = "Received subscription";
+
+/// A `server` example on `127.0.0.1:port` (0: any free port) that logs every SayHello.
+fn replica(port: u16, extra: &[&str]) -> ServerProcess {
+    let addr = format!("127.0.0.1:{port}");
+    let mut args = vec!["--addr", addr.as_str(), "--grace", "5s"];
+    args.extend_from_slice(extra);
+    ServerProcess::start(&args, "info,greeter=debug")
+}
+
+struct Replicas {
+    servers: Vec<ServerProcess>,
+    extra: Vec<String>,
+}
+
+impl Replicas {
+    fn start(n: usize, extra: &[&str]) -> Self {
+        Replicas {
+            servers: (0..n).map(|_| replica(0, extra)).collect(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// The gRPC target that names every replica.
+    fn target(&self) -> String {
+        let addrs: Vec<String> = self.servers.iter().map(ServerProcess::addr).collect();
+        format!("ipv4:{}", addrs.join(","))
+    }
+
+    fn client(&self) -> blocking::Greeter {
+        round_robin(&self.target()).into()
+    }
+
+    /// SayHello calls each replica has served so far.
+    fn served(&self) -> Vec<usize> {
+        self.servers.iter().map(|s| s.count(GREETING)).collect()
+    }
+
+    /// Waits (up to 30 s) until `condition` holds for the per-replica counts; returns them.
+    fn wait_served(&self, what: &str, condition: impl Fn(&[usize]) -> bool) -> Vec<usize> {
+        let start = Instant::now();
+        loop {
+            let served = self.served();
+            if condition(&served) {
+                return served;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting until {what}; served {served:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts replica `i` again, on the port it had.
+    fn restart(&mut self, i: usize) {
+        let port = self.servers[i].port;
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        self.servers[i] = replica(port, &extra);
+    }
+}
+
+fn round_robin(target: &str) -> Greeter {
+    Greeter::builder(target, Duration::from_secs(10))
+        .load_balancing(LoadBalancing::RoundRobin)
+        .connect()
+        .unwrap()
+}
+
+/// Client threads calling SayHello back to back, each on its own channel, until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<String>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(target: &str, threads: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..threads)
+            .map(|t| {
+                let client: blocking::Greeter = round_robin(target).into();
+                let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+                std::thread::spawn(move || {
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let name = format!("load {t}.{i}");
+                        match client.say_hello(&name) {
+                            Ok(reply) if reply == format!("Hello {name}") => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(reply) => failures.lock().unwrap().push(format!("wrong reply {reply:?}")),
+                            Err(e) => failures.lock().unwrap().push(e.to_string()),
+                        }
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        Load { stop, ok, failures, threads }
+    }
+
+    /// Stops the threads; returns (calls that succeeded, calls that failed with why).
+    fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.threads.into_iter().for_each(|t| t.join().unwrap());
+        let failures = self.failures.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), failures)
+    }
+}
+
+#[test]
+fn round_robin_spreads_300_calls_over_three_replicas() {
+    let replicas = Replicas::start(3, &[]);
+    let client = replicas.client();
+    for i in 0..300 {
+        assert_eq!(client.say_hello(&format!("rr {i}")).unwrap(), format!("Hello rr {i}"));
+    }
+    let served = replicas.wait_served("the logs show all 300 calls", |s| s.iter().sum::<usize>() == 300);
+    eprintln!("SayHello calls served per replica: {served:?}");
+    for (i, n) in served.iter().enumerate() {
+        assert!(*n >= 60, "replica {i} served {n} of 300 (< 20 %): {served:?}");
+    }
+}
+
+/// SIGTERM on a replica under load: its health turns NOT_SERVING, the clients' round_robin
+/// stops picking it while it still serves (the drain), and then it stops. No call fails.
+#[test]
+fn a_replica_draining_on_sigterm_loses_no_call() {
+    let mut replicas = Replicas::start(3, &[]);
+    let load = Load::start(&replicas.target(), 4);
+    replicas.wait_served("every replica gets traffic", |s| s.iter().all(|&n| n >= 20));
+
+    replicas.servers[0].signal("TERM");
+    let status = replicas.servers[0].child.wait().unwrap();
+    assert!(status.success(), "the replica exits 0 after SIGTERM, got {status}");
+    let at_exit = replicas.served();
+    let moved = replicas.wait_served("the others serve on", |s| s[1] > at_exit[1] + 50 && s[2] > at_exit[2] + 50);
+    let (ok, failures) = load.stop();
+
+    eprintln!("served at replica 0's exit {at_exit:?}, later {moved:?}; {ok} calls OK");
+    assert!(failures.is_empty(), "{} of {} calls failed: {:?}", failures.len(), ok as usize + failures.len(), &failures[..failures.len().min(5)]);
+    let log = replicas.servers[0].log();
+    assert!(log.iter().any(|l| l.contains("health is NOT_SERVING for")), "the replica drained for its health watchers: {log:#?}");
+}
+
+/// SIGKILL on a replica under load: unary calls on it are retried elsewhere (none fails),
+/// subscriptions on it end UNAVAILABLE and the others finish; restarted on its port, it gets
+/// calls again.
+#[test]
+fn a_crashed_replica_costs_no_unary_call_and_gets_traffic_again_after_restart() {
+    // Subscriptions of 100 ticks 50 ms apart: still running when the replica dies.
+    let mut replicas = Replicas::start(3, &["--stock-ticks", "100", "--stock-interval", "50ms"]);
+    let load = Load::start(&replicas.target(), 4);
+    replicas.wait_served("every replica gets traffic", |s| s.iter().all(|&n| n >= 20));
+
+    let greeter = round_robin(&replicas.target());
+    let subscriptions: Vec<_> = (0..6)
+        .map(|_| {
+            let ticks = greeter.stock_prices("TSMC").unwrap();
+            std::thread::spawn(move || futures::executor::block_on(futures::TryStreamExt::try_collect::<Vec<_>>(ticks)))
+        })
+        .collect();
+    let start = Instant::now();
+    while replicas.servers.iter().map(|s| s.count(SUBSCRIPTION)).sum::<usize>() < 6 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the 6 subscriptions did not all arrive");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let on_victim = replicas.servers[1].count(SUBSCRIPTION);
+
+    replicas.servers[1].signal("KILL");
+    replicas.servers[1].child.wait().unwrap();
+    let results: Vec<Result<Vec<_>, ClientError>> = subscriptions.into_iter().map(|s| s.join().unwrap()).collect();
+    let unavailable = results.iter().filter(|r| matches!(r, Err(e) if e.code() == Some(RpcStatusCode::UNAVAILABLE))).count();
+    let complete = results.iter().filter(|r| matches!(r, Ok(ticks) if ticks.len() == 100)).count();
+
+    replicas.restart(1);
+    replicas.wait_served("the restarted replica gets calls again", |s| s[1] >= 20);
+    let (ok, failures) = load.stop();
+
+    eprintln!("subscriptions: {on_victim} on the killed replica, {unavailable} ended UNAVAILABLE, {complete} complete; {ok} unary calls OK");
+    assert!(failures.is_empty(), "{} unary calls failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(on_victim >= 1, "round_robin put no subscription on replica 1");
+    assert_eq!(unavailable, on_victim, "the killed replica's streams end UNAVAILABLE: {results:?}");
+    assert_eq!(complete, 6 - on_victim, "the other streams finish: {results:?}");
+}
