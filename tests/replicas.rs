@@ -12,7 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::process::Stdio;
+
 use common::examples::ServerProcess;
+use common::tools::{run_ok, tools};
+use greeter::client::balancing::round_robin_service_config;
 use greeter::{blocking, ClientError, Greeter, LoadBalancing};
 use grpcio::RpcStatusCode;
 
@@ -159,8 +163,14 @@ fn a_replica_draining_on_sigterm_loses_no_call() {
 
     eprintln!("served at replica 0's exit {at_exit:?}, later {moved:?}; {ok} calls OK");
     assert!(failures.is_empty(), "{} of {} calls failed: {:?}", failures.len(), ok as usize + failures.len(), &failures[..failures.len().min(5)]);
-    let log = replicas.servers[0].log();
-    assert!(log.iter().any(|l| l.contains("health is NOT_SERVING for")), "the replica drained for its health watchers: {log:#?}");
+    assert_drained_for_health_watchers(&replicas.servers[0]);
+}
+
+/// The replica's log shows its health had watchers (the clients' health checks) and that it
+/// served on for them before it stopped.
+fn assert_drained_for_health_watchers(replica: &ServerProcess) {
+    let log = replica.log();
+    assert!(log.iter().any(|l| l.contains("health is NOT_SERVING for")), "no health watcher, no drain: {log:#?}");
 }
 
 /// SIGKILL on a replica under load: unary calls on it are retried elsewhere (none fails),
@@ -202,4 +212,92 @@ fn a_crashed_replica_costs_no_unary_call_and_gets_traffic_again_after_restart() 
     assert!(on_victim >= 1, "round_robin put no subscription on replica 1");
     assert_eq!(unavailable, on_victim, "the killed replica's streams end UNAVAILABLE: {results:?}");
     assert_eq!(complete, 6 - on_victim, "the other streams finish: {results:?}");
+}
+
+/// The Go or Python lb-client (tests/interop/), given our round_robin service config the
+/// way its library's docs say (`WithDefaultServiceConfig`, the `grpc.service_config` option).
+fn peer_client(lang: &str, target: &str, args: &[&str]) -> std::process::Command {
+    let mut cmd = match lang {
+        "go" => tools().go_bin("lb-client"),
+        "python" => tools().python("tests/interop/python/lb_client.py"),
+        other => unreachable!("{other}"),
+    };
+    cmd.args(["--addr", target, "--service-config", &round_robin_service_config()]).args(args);
+    cmd
+}
+
+fn peer_spreads_300_calls(lang: &str) {
+    let replicas = Replicas::start(3, &[]);
+    let out = run_ok(peer_client(lang, &replicas.target(), &["--calls", "300"]), lang);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "CALLS ok=300 failed=0");
+    let served = replicas.wait_served("the logs show all 300 calls", |s| s.iter().sum::<usize>() == 300);
+    eprintln!("{lang}: SayHello calls served per replica: {served:?}");
+    for (i, n) in served.iter().enumerate() {
+        assert!(*n >= 60, "{lang}: replica {i} served {n} of 300 (< 20 %): {served:?}");
+    }
+}
+
+fn peer_loses_no_call_to_a_draining_replica(lang: &str) {
+    let mut replicas = Replicas::start(3, &[]);
+    let client = peer_client(lang, &replicas.target(), &["--for", "8s", "--workers", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut client = KillOnDrop(client);
+    replicas.wait_served("every replica gets traffic", |s| s.iter().all(|&n| n >= 20));
+
+    replicas.servers[0].signal("TERM");
+    let status = replicas.servers[0].child.wait().unwrap();
+    assert!(status.success(), "the replica exits 0 after SIGTERM, got {status}");
+    assert!(client.0.try_wait().unwrap().is_none(), "{lang}: the load ended before the replica stopped; nothing was tested");
+    let at_exit = replicas.served();
+    let out = client.wait_with_output_ref();
+    let later = replicas.served();
+    eprintln!("{lang}: served at replica 0's exit {at_exit:?}, at the end {later:?}");
+    assert!(later[1] > at_exit[1] && later[2] > at_exit[2], "{lang}: traffic moved to the others");
+    assert_drained_for_health_watchers(&replicas.servers[0]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("failed=0"), "{lang}: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Kills a child process the test gave up on.
+struct KillOnDrop(std::process::Child);
+
+impl KillOnDrop {
+    /// Waits for the process and collects its output (the pipes must be set).
+    fn wait_with_output_ref(&mut self) -> std::process::Output {
+        use std::io::Read as _;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        self.0.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
+        self.0.stderr.take().unwrap().read_to_end(&mut stderr).unwrap();
+        std::process::Output { status: self.0.wait().unwrap(), stdout, stderr }
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn go_client_round_robin_spreads_300_calls() {
+    peer_spreads_300_calls("go");
+}
+
+#[test]
+fn python_client_round_robin_spreads_300_calls() {
+    peer_spreads_300_calls("python");
+}
+
+#[test]
+fn go_client_loses_no_call_to_a_draining_replica() {
+    peer_loses_no_call_to_a_draining_replica("go");
+}
+
+#[test]
+fn python_client_loses_no_call_to_a_draining_replica() {
+    peer_loses_no_call_to_a_draining_replica("python");
 }

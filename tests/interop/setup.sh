@@ -134,10 +134,10 @@ fi
 step="go build"
 key=$({ go env GOVERSION; cd "$HERE" &&
   find go tutorial -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort | xargs sha256sum; } | digest)
-if fresh gobuild "$key" "$BIN/interop-client" "$BIN/interop-server" "$BIN/vectors-go" "$BIN/tutorial-client"; then
+if fresh gobuild "$key" "$BIN/interop-client" "$BIN/interop-server" "$BIN/vectors-go" "$BIN/lb-client" "$BIN/tutorial-client"; then
   say "Go binaries up to date"
 else
-  say "building interop-client, interop-server, vectors-go, tutorial-client into $BIN"
+  say "building interop-client, interop-server, vectors-go, lb-client, tutorial-client into $BIN"
   (cd "$HERE/go" && go build -buildvcs=false -o "$BIN/" ./cmd/...)
   (cd "$HERE/tutorial" && go build -buildvcs=false -o "$BIN/tutorial-client" ./client)
   stamp gobuild "$key"
