@@ -11,7 +11,7 @@ mod common;
 
 use std::process::Command;
 
-use common::tools::{run_ok, tools};
+use common::tools::{hostile_case, run_ok, tools};
 use common::TestServer;
 use greeter::ServerConfig;
 use serde_json::Value;
@@ -31,11 +31,7 @@ const INTERNAL: i64 = 13;
 
 /// Runs one case of hostile.py against `addr` and returns its JSON line.
 fn run_case(addr: &str, case: &str) -> Value {
-    let mut cmd = tools().python(SCRIPT);
-    cmd.args(["--addr", addr, "--case", case]);
-    let text = stdout_of(cmd, case);
-    let line = text.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("hostile.py {case}: not JSON ({e}): {line:?}"))
+    hostile_case(addr, case, &[])
 }
 
 fn stdout_of(cmd: Command, what: &str) -> String {
@@ -238,6 +234,15 @@ mod checks {
         metadata_too_large(r);
     }
 
+    /// The same 64 KiB header, sent right after the preface by a client that never ACKs our
+    /// SETTINGS. C-core 1.56 applies the 16 KiB limit it announced there only once the peer
+    /// has ACKed it, so the request is served as if it were good (and the followup too).
+    /// **Weakness**, closed in front of the server: nginx answers GOAWAY ENHANCE_YOUR_CALM
+    /// (tests/nginx.rs). When C-core enforces the limit from the first frame, flip this.
+    pub fn header_value_64k_before_settings_ack(r: &Value) {
+        served(r);
+    }
+
     pub fn many_headers(r: &Value) {
         metadata_too_large(r);
     }
@@ -326,6 +331,7 @@ hostile_cases!(
     unknown_service,
     unknown_method,
     header_value_64k,
+    header_value_64k_before_settings_ack,
     many_headers,
     rst_stream_mid_stream,
     close_mid_stream,

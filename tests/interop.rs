@@ -10,7 +10,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::tools::{run_ok, tools, PeerServer};
+use common::tools::{run_ok, run_tutorial_clients, tools, PeerServer};
 use common::TestServer;
 use greeter::stock_price::PRICE_RANGE;
 use greeter::blocking::Greeter;
@@ -130,41 +130,11 @@ fn python_client_vs_python_server() {
 /// `localhost:50051`: our server listens there on IPv6 and IPv4. The only test on a fixed port.
 #[test]
 fn the_tutorials_own_clients_work_unmodified_against_our_server() {
-    let tools = tools();
     let mut config = ServerConfig::default(); // [::]:50051
     config.ticker.interval = Duration::from_millis(INTERVAL_MS);
     let _server = config
         .start()
         .expect("our server on port 50051 (is something else listening there?)");
 
-    // The Go client logs (stderr, timestamped) and ignores every error, so check its lines.
-    let out = run_ok(tools.go_bin("tutorial-client"), "the tutorial's Go client");
-    let log = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = log.lines().map(|l| l.splitn(3, ' ').nth(2).unwrap_or("")).collect();
-    assert_tutorial_lines(&lines, "Go Client", &["Statistics: Count 3, Average 26.47"], &["Hello", "Bye"]);
-
-    let mut python = Command::new(&tools.python);
-    python.arg(tools.repo.join("tests/interop/tutorial/client/python_client.py"));
-    let out = run_ok(python, "the tutorial's Python client");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_tutorial_lines(
-        &lines,
-        "Python",
-        &["Statistics: Count 3, Average 30.77"],
-        &["Hi from Python", "Streaming is cool"],
-    );
-}
-
-fn assert_tutorial_lines(lines: &[&str], name: &str, stats: &[&str], chat: &[&str]) {
-    let has = |want: &str| lines.iter().any(|l| *l == want);
-    assert!(has(&format!("Response: Hello {name}")), "no greeting in {lines:#?}");
-    let ticks: Vec<&&str> = lines.iter().filter(|l| l.starts_with("Stock: TSMC, Price: 5")).collect();
-    assert_eq!(ticks.len(), 5, "{lines:#?}");
-    for line in stats {
-        assert!(has(line), "no {line:?} in {lines:#?}");
-    }
-    for msg in chat {
-        assert!(has(&format!("(Receive) Server: Server received: {msg}")), "no reply to {msg:?} in {lines:#?}");
-    }
+    run_tutorial_clients();
 }

@@ -106,3 +106,72 @@ pub fn run_ok(mut cmd: Command, what: &str) -> Output {
     );
     out
 }
+
+/// Runs the tutorial's own Go and Python clients, as published: they dial `localhost:50051`
+/// and run the four patterns. Checks every line they print.
+pub fn run_tutorial_clients() {
+    let tools = tools();
+    // The Go client logs (stderr, timestamped) and ignores every error, so check its lines.
+    let out = run_ok(tools.go_bin("tutorial-client"), "the tutorial's Go client");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = log.lines().map(|l| l.splitn(3, ' ').nth(2).unwrap_or("")).collect();
+    assert_tutorial_lines(&lines, "Go Client", &["Statistics: Count 3, Average 26.47"], &["Hello", "Bye"]);
+
+    let mut python = Command::new(&tools.python);
+    python.arg(tools.repo.join("tests/interop/tutorial/client/python_client.py"));
+    let out = run_ok(python, "the tutorial's Python client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_tutorial_lines(
+        &lines,
+        "Python",
+        &["Statistics: Count 3, Average 30.77"],
+        &["Hi from Python", "Streaming is cool"],
+    );
+}
+
+fn assert_tutorial_lines(lines: &[&str], name: &str, stats: &[&str], chat: &[&str]) {
+    let has = |want: &str| lines.iter().any(|l| *l == want);
+    assert!(has(&format!("Response: Hello {name}")), "no greeting in {lines:#?}");
+    let ticks: Vec<&&str> = lines.iter().filter(|l| l.starts_with("Stock: TSMC, Price: 5")).collect();
+    assert_eq!(ticks.len(), 5, "{lines:#?}");
+    for line in stats {
+        assert!(has(line), "no {line:?} in {lines:#?}");
+    }
+    for msg in chat {
+        assert!(has(&format!("(Receive) Server: Server received: {msg}")), "no reply to {msg:?} in {lines:#?}");
+    }
+}
+
+/// Runs one case of `tests/hostile/hostile.py` against `addr` and returns its JSON line.
+pub fn hostile_case(addr: &str, case: &str, extra: &[&str]) -> serde_json::Value {
+    let mut cmd = tools().python("tests/hostile/hostile.py");
+    cmd.args(["--addr", addr, "--case", case]).args(extra);
+    let out = run_ok(cmd, &format!("hostile.py {case}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("hostile.py {case}: not JSON ({e}): {line:?}"))
+}
+
+/// nginx from Debian's packages (`nginx-light` has HTTP/2 and gRPC proxying), installed with
+/// apt-get the first time a test needs it. Fails the test, saying what to install, when it
+/// cannot be.
+pub fn nginx() -> &'static Path {
+    static NGINX: OnceLock<PathBuf> = OnceLock::new();
+    NGINX.get_or_init(|| {
+        let path = PathBuf::from("/usr/sbin/nginx");
+        if !path.exists() {
+            eprintln!("tests: installing nginx-light with apt-get (once)");
+            let status = Command::new("bash")
+                .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light"])
+                .status();
+            assert!(
+                matches!(status, Ok(s) if s.success()) && path.exists(),
+                "the nginx tests need nginx with the gRPC module at {}: `apt-get install nginx-light` (as root) \
+                 failed ({status:?}); install it by hand and run them again",
+                path.display()
+            );
+        }
+        path
+    })
+}

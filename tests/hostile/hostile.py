@@ -195,7 +195,9 @@ class Conn:
     acknowledged and received DATA is credited back, so the server is never stuck.
     """
 
-    def __init__(self, addr):
+    def __init__(self, addr, ack_settings=True):
+        """With ack_settings=False the connection never ACKs the server's SETTINGS and sends
+        its first request right after the preface, before the server's SETTINGS arrive."""
         host, port = addr.rsplit(":", 1)
         self.addr = addr
         self.sock = socket.create_connection((host, int(port)), timeout=SOCKET_TIMEOUT)
@@ -219,9 +221,11 @@ class Conn:
         self.block = None  # (stream id, END_STREAM, fragments) while CONTINUATIONs follow
         self.frames = []  # a log of every frame received
         self.credit = {0: 65535}  # what we may still send: connection (0) and per stream
+        self.ack_settings = ack_settings
         self.h2.initiate_connection()
         self.flush()
-        self.pump(lambda: self.server_settings is not None)
+        if ack_settings:
+            self.pump(lambda: self.server_settings is not None)
 
     @property
     def alive(self):
@@ -355,7 +359,8 @@ class Conn:
                             for i in range(0, len(payload) - 5, 6)}
                 if self.server_settings is None:
                     self.server_settings = settings
-                self.write(SettingsFrame(0, flags=["ACK"]).serialize())
+                if self.ack_settings:
+                    self.write(SettingsFrame(0, flags=["ACK"]).serialize())
         elif ftype == 6:  # PING
             if flags & 0x1:
                 entry += " ACK"
@@ -487,9 +492,9 @@ def followup(conn):
 # --- the cases ------------------------------------------------------------------------------
 
 
-def one_call(addr, headers, body, end_stream=True, path=SAY_HELLO):
+def one_call(addr, headers, body, end_stream=True, path=SAY_HELLO, ack_settings=True):
     """Opens a connection, sends one request, waits for its end, then a followup call."""
-    conn = Conn(addr)
+    conn = Conn(addr, ack_settings=ack_settings)
     try:
         sid = conn.open(headers)
         if body is not None:
@@ -554,13 +559,17 @@ def case_length_prefix_4gib(addr):
     return one_call(addr, request_headers(addr), grpc_frame(payload, length=0xFFFFFFFF))
 
 
+BODY_MIB = 8  # --body-mib
+
+
 def case_length_prefix_4gib_streaming(addr):
-    """The prefix announces 4 GiB - 1, then body bytes keep coming (up to 8 MiB, twice the
-    4 MiB receive limit, as fast as flow control allows): does the server buffer them?"""
+    """The prefix announces 4 GiB - 1, then body bytes keep coming (up to --body-mib MiB,
+    default 8: twice the 4 MiB receive limit, as fast as flow control allows): does the
+    server buffer them?"""
     conn = Conn(addr)
     try:
         sid = conn.open(request_headers(addr))
-        body = grpc_frame(b"", length=0xFFFFFFFF) + b"\x00" * (8 << 20)
+        body = grpc_frame(b"", length=0xFFFFFFFF) + b"\x00" * (BODY_MIB << 20)
         sent = conn.send_raw_data(sid, body)
         conn.wait(sid, timeout=2.0)
         result = stream_result(conn, sid)
@@ -611,6 +620,15 @@ def case_header_value_64k(addr):
     """One custom header with a 64 KiB value (8 KiB is the spec's suggested limit)."""
     headers = request_headers(addr, extra=[("x-hostile", "a" * 65536)])
     result = one_call(addr, headers, GOOD_BODY)
+    result["header_bytes"] = 65536 + len("x-hostile")
+    return result
+
+
+def case_header_value_64k_before_settings_ack(addr):
+    """The 64 KiB header, sent right after the preface on a connection that never ACKs the
+    server's SETTINGS (which is where a server announces its header-list limit)."""
+    headers = request_headers(addr, extra=[("x-hostile", "a" * 65536)])
+    result = one_call(addr, headers, GOOD_BODY, ack_settings=False)
     result["header_bytes"] = 65536 + len("x-hostile")
     return result
 
@@ -774,7 +792,9 @@ def main():
     parser.add_argument("--addr", help="host:port of the server (loopback)")
     parser.add_argument("--case", choices=sorted(CASES), help="the case to run")
     parser.add_argument("--list", action="store_true", help="print the case names, one a line")
+    parser.add_argument("--body-mib", type=int, default=BODY_MIB, help="length_prefix_4gib_streaming's body")
     args = parser.parse_args()
+    globals()["BODY_MIB"] = args.body_mib
     if args.list:
         print("\n".join(CASES))
         return 0
