@@ -9,7 +9,7 @@ While the suite runs, one busy loop per core (`--hogs`, default: as many as core
 with it for the CPU, the way other jobs do on a shared CI machine. Each run's full output is
 kept under target/stress/; at the end a report lists every test that failed at least once,
 how often, and the text of its first failure. It is written to the console and to
-tests/stress-report.md (or --report). Exit status 1 when any test failed.
+tests/stress-report.md (stress-report-tls.md with --features tls, or --report). Exit status 1 when any test failed.
 
 Bounded: each run has a time limit (--run-timeout, default 30 min) and the hogs stop with the
 script, even when it is interrupted.
@@ -99,9 +99,12 @@ def main():
     ap.add_argument("--hogs", type=int, default=os.cpu_count() or 2, help="busy loops (default: one per core)")
     ap.add_argument("--no-load", action="store_true", help="no busy loops")
     ap.add_argument("--run-timeout", type=float, default=1800, help="seconds per run")
-    ap.add_argument("--report", default=str(ROOT / "tests" / "stress-report.md"))
+    ap.add_argument("--report", help="default: tests/stress-report.md, or stress-report-FEATURES.md")
     args = ap.parse_args(argv)
 
+    if args.report is None:
+        suffix = "-" + args.features.replace(",", "-") if args.features else ""
+        args.report = str(ROOT / "tests" / f"stress-report{suffix}.md")
     cargo = ["cargo", "test", "--no-fail-fast"]
     if args.features:
         cargo += ["--features", args.features]
