@@ -11,11 +11,10 @@ mod common;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::examples::ServerProcess;
+use common::load::HelloLoad;
 use common::tools::{hostile_case, nginx, run_tutorial_clients};
 use greeter::blocking::Greeter;
 use grpcio::RpcStatusCode;
@@ -174,46 +173,9 @@ fn the_tutorial_clients_and_ours_run_all_four_patterns_through_nginx() {
     assert!(front.served().iter().sum::<usize>() >= 3, "{:?}", front.served());
 }
 
-/// Four client threads calling SayHello through nginx, back to back, until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failures: Arc<Mutex<Vec<String>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(addr: &str) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failures = Arc::new(Mutex::new(Vec::new()));
-        let threads = (0..4)
-            .map(|t| {
-                let greeter = Greeter::connect(addr, Duration::from_secs(10));
-                let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
-                std::thread::spawn(move || {
-                    for i in 0.. {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        match greeter.say_hello(&format!("{t}.{i}")) {
-                            Ok(_) => drop(ok.fetch_add(1, Ordering::Relaxed)),
-                            Err(e) => failures.lock().unwrap().push(e.to_string()),
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load { stop, ok, failures, threads }
-    }
-
-    /// Stops the threads; returns (calls that succeeded, why the others failed).
-    fn stop(self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.threads.into_iter().for_each(|t| t.join().unwrap());
-        let failures = self.failures.lock().unwrap().clone();
-        (self.ok.load(Ordering::Relaxed), failures)
-    }
+/// Four client threads calling SayHello through nginx, each on its own connection.
+fn load(addr: &str) -> HelloLoad {
+    HelloLoad::start((0..4).map(|_| Greeter::connect(addr, Duration::from_secs(10))).collect())
 }
 
 /// The rolling-restart procedure behind nginx: take the replica out of the upstream, reload
@@ -221,7 +183,7 @@ impl Load {
 #[test]
 fn a_replica_taken_out_of_nginx_then_stopped_costs_no_call() {
     let mut front = Front::start(0);
-    let load = Load::start(&front.addr());
+    let load = load(&front.addr());
     front.wait_served("every replica gets calls", |s| s.iter().all(|&n| n >= 20));
 
     front.remove_and_reload(1);
@@ -253,7 +215,7 @@ fn a_replica_taken_out_of_nginx_then_stopped_costs_no_call() {
 #[test]
 fn a_replica_killed_behind_nginx_costs_at_most_the_calls_it_was_answering() {
     let mut front = Front::start(0);
-    let load = Load::start(&front.addr());
+    let load = load(&front.addr());
     front.wait_served("every replica gets calls", |s| s.iter().all(|&n| n >= 20));
     front.replicas[1].signal("KILL");
     front.replicas[1].child.wait().unwrap();

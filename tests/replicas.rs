@@ -7,14 +7,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use std::process::Stdio;
 
 use common::examples::ServerProcess;
+use common::load::HelloLoad;
 use common::tools::{run_ok, tools};
 use greeter::client::balancing::round_robin_service_config;
 use greeter::{blocking, ClientError, Greeter, LoadBalancing};
@@ -80,56 +78,16 @@ impl Replicas {
     }
 }
 
+/// Four client threads, each on its own round_robin channel.
+fn load(target: &str) -> HelloLoad {
+    HelloLoad::start((0..4).map(|_| round_robin(target).into()).collect())
+}
+
 fn round_robin(target: &str) -> Greeter {
     Greeter::builder(target, Duration::from_secs(10))
         .load_balancing(LoadBalancing::RoundRobin)
         .connect()
         .unwrap()
-}
-
-/// Client threads calling SayHello back to back, each on its own channel, until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failures: Arc<Mutex<Vec<String>>>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(target: &str, threads: usize) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failures = Arc::new(Mutex::new(Vec::new()));
-        let threads = (0..threads)
-            .map(|t| {
-                let client: blocking::Greeter = round_robin(target).into();
-                let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
-                std::thread::spawn(move || {
-                    let mut i = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        let name = format!("load {t}.{i}");
-                        match client.say_hello(&name) {
-                            Ok(reply) if reply == format!("Hello {name}") => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(reply) => failures.lock().unwrap().push(format!("wrong reply {reply:?}")),
-                            Err(e) => failures.lock().unwrap().push(e.to_string()),
-                        }
-                        i += 1;
-                    }
-                })
-            })
-            .collect();
-        Load { stop, ok, failures, threads }
-    }
-
-    /// Stops the threads; returns (calls that succeeded, calls that failed with why).
-    fn stop(self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.threads.into_iter().for_each(|t| t.join().unwrap());
-        let failures = self.failures.lock().unwrap().clone();
-        (self.ok.load(Ordering::Relaxed), failures)
-    }
 }
 
 #[test]
@@ -151,7 +109,7 @@ fn round_robin_spreads_300_calls_over_three_replicas() {
 #[test]
 fn a_replica_draining_on_sigterm_loses_no_call() {
     let mut replicas = Replicas::start(3, &[]);
-    let load = Load::start(&replicas.target(), 4);
+    let load = load(&replicas.target());
     replicas.wait_served("every replica gets traffic", |s| s.iter().all(|&n| n >= 20));
 
     replicas.servers[0].signal("TERM");
@@ -180,7 +138,7 @@ fn assert_drained_for_health_watchers(replica: &ServerProcess) {
 fn a_crashed_replica_costs_no_unary_call_and_gets_traffic_again_after_restart() {
     // Subscriptions of 100 ticks 50 ms apart: still running when the replica dies.
     let mut replicas = Replicas::start(3, &["--stock-ticks", "100", "--stock-interval", "50ms"]);
-    let load = Load::start(&replicas.target(), 4);
+    let load = load(&replicas.target());
     replicas.wait_served("every replica gets traffic", |s| s.iter().all(|&n| n >= 20));
 
     let greeter = round_robin(&replicas.target());

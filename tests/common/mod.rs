@@ -2,6 +2,7 @@
 #![allow(dead_code)] // Each test binary uses its own subset.
 
 pub mod examples;
+pub mod load;
 pub mod tools;
 
 use std::time::{Duration, Instant};
