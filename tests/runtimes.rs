@@ -212,3 +212,12 @@ fn twenty_subscriptions_share_one_current_thread_runtime() {
     assert!(twenty < Duration::from_secs(5), "twenty subscriptions took {twenty:?} (one took {one:?})");
     server.shutdown();
 }
+
+/// `Greeter` is shared across tasks and threads by cloning (`Send + Sync`); the spawns above
+/// prove its futures and streams are `Send + 'static`. This fails to compile otherwise.
+#[test]
+fn the_async_client_is_clone_send_and_sync() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<greeter::Greeter>();
+    shareable::<greeter::blocking::Greeter>();
+}
