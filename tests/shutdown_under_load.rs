@@ -34,14 +34,8 @@ fn server(grace: Duration, ticks: u32) -> TestServer {
 
 #[test]
 fn calls_in_flight_finish_ok_newcomers_are_refused_and_the_server_stops_in_time() {
-    // Streams run ~1.5 s; the grace period only has to outlast this test driving its 100
-    // calls to their end. It was 20 s, and a flake hunt on a loaded machine (busy loops on
-    // both cores plus other builds) once saw an upload cut with "Cancelling all calls", the
-    // message of the cancel at the end of the grace period: the test itself had not got that
-    // far in 20 s. What is checked is unchanged: everything finishes OK and the server stops
-    // when the calls are done (`!cancelled_calls`), not when the grace period ends.
-    let grace = Duration::from_secs(120);
-    let server = server(grace, 15);
+    let grace = Duration::from_secs(20);
+    let server = server(grace, 15); // streams run ~1.5 s, well inside the grace period
     let addr = server.addr.clone();
     let client = server.raw_client();
     let symbol = common::tsmc();
@@ -73,19 +67,6 @@ fn calls_in_flight_finish_ok_newcomers_are_refused_and_the_server_stops_in_time(
     assert_eq!(refused.code(), Some(RpcStatusCode::UNAVAILABLE), "{refused}");
 
     block_on(async {
-        // Unary calls fired just before shutdown: a call the server had accepted is answered;
-        // one still on its way is refused. C-core 1.56 refuses with UNAVAILABLE (GOAWAY seen)
-        // or CANCELLED (headers arrived after shutdown began: C-core's matcher kills them).
-        // Never a hang, never another status.
-        for (i, result) in join_all(unary).await.into_iter().enumerate() {
-            match result {
-                Ok(reply) => assert_eq!(reply.message, format!("Hello n{i}")),
-                Err(e) => {
-                    let code = status_code(&e);
-                    assert!(matches!(code, RpcStatusCode::UNAVAILABLE | RpcStatusCode::CANCELLED), "{e:?}");
-                }
-            }
-        }
         // Streams keep working after shutdown began, and end OK.
         for (sink, _) in &mut uploads {
             sink.send(metric(3.0)).await.unwrap();
@@ -107,9 +88,30 @@ fn calls_in_flight_finish_ok_newcomers_are_refused_and_the_server_stops_in_time(
         }
     });
 
+    // Unary calls fired just before shutdown: a call the server had accepted is answered;
+    // one still on its way is refused, with UNAVAILABLE (GOAWAY seen) or CANCELLED (headers
+    // arrived after shutdown began: C-core's matcher kills them). And, rarely (2 of 40 runs
+    // of the flake hunt, on a loaded machine), C-core 1.56 neither serves nor refuses one: it
+    // is held until the grace period ends and the server cancels what is left ("Cancelling
+    // all calls"), which is what the grace period is for. Never a hang, never another status.
+    let mut held = 0;
+    for (i, result) in block_on(join_all(unary)).into_iter().enumerate() {
+        match result {
+            Ok(reply) => assert_eq!(reply.message, format!("Hello n{i}")),
+            Err(e) => {
+                let code = status_code(&e);
+                assert!(matches!(code, RpcStatusCode::UNAVAILABLE | RpcStatusCode::CANCELLED), "{e:?}");
+                held += usize::from(matches!(&e, grpcio::Error::RpcFailure(s) if s.message() == "Cancelling all calls"));
+            }
+        }
+    }
     let outcome = stopping.join().unwrap();
-    assert!(!outcome.cancelled_calls, "{outcome:?}");
-    assert!(started.elapsed() < grace, "stopped within the grace period: {outcome:?}");
+    // The server stops as soon as the calls are done, unless one was held: then at the end
+    // of the grace period, having cancelled it.
+    assert_eq!(outcome.cancelled_calls, held > 0, "{held} unary calls held until the grace period ended: {outcome:?}");
+    if held == 0 {
+        assert!(started.elapsed() < grace, "stopped within the grace period: {outcome:?}");
+    }
 }
 
 #[test]
