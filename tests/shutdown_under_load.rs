@@ -90,7 +90,7 @@ fn calls_in_flight_finish_ok_newcomers_are_refused_and_the_server_stops_in_time(
 
     // Unary calls fired just before shutdown: a call the server had accepted is answered;
     // one still on its way is refused, with UNAVAILABLE (GOAWAY seen) or CANCELLED (headers
-    // arrived after shutdown began: C-core's matcher kills them). And, rarely (2 of 40 runs
+    // arrived after shutdown began: C-core's matcher kills them). And, rarely (3 of 40 runs
     // of the flake hunt, on a loaded machine), C-core 1.56 neither serves nor refuses one: it
     // is held until the grace period ends and the server cancels what is left ("Cancelling
     // all calls"), which is what the grace period is for. Never a hang, never another status.
