@@ -122,6 +122,7 @@ def main():
     tests_seen = set()
     rows = []
     started = time.monotonic()
+    interrupted = False
     try:
         for run in range(1, args.runs + 1):
             t0 = time.monotonic()
@@ -152,18 +153,21 @@ def main():
             print(f"[run {run}/{args.runs}] {passed} passed, {failed} failed, {ignored} ignored "
                   f"in {secs:.0f} s (exit {code}){': ' + ', '.join(bad) if bad else ''}  "
                   f"[{time.monotonic() - started:.0f} s so far]", flush=True)
+    except (KeyboardInterrupt, SystemExit):
+        # Stopped early (Ctrl-C, SIGTERM): the runs that finished still make a report.
+        interrupted = True
     finally:
         if hogs:
             hogs.stop()
 
-    report = render(args, cargo, rows, tests_seen, fail_count, first_failure)
+    report = render(args, cargo, rows, tests_seen, fail_count, first_failure, interrupted)
     Path(args.report).write_text(report)
     print()
     print(report)
     return 1 if fail_count else 0
 
 
-def render(args, cargo, rows, tests_seen, fail_count, first_failure):
+def render(args, cargo, rows, tests_seen, fail_count, first_failure, interrupted=False):
     load = "none" if args.no_load else f"{args.hogs} busy loops on {os.cpu_count()} cores"
     lines = [
         "# Flake hunt report",
@@ -183,6 +187,8 @@ def render(args, cargo, rows, tests_seen, fail_count, first_failure):
         "| run | passed | failed | ignored | seconds | exit |",
         "|---:|---:|---:|---:|---:|---|",
     ]
+    if interrupted:
+        lines.insert(2, f"- **interrupted** after {len(rows)} of {args.runs} runs")
     lines += [f"| {r} | {p} | {f} | {i} | {s:.0f} | {c} |" for r, p, f, i, s, c in rows]
     lines.append("")
     if not fail_count:
