@@ -4,9 +4,9 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
-use common::examples::{example, ServerProcess};
+use common::examples::{example, KillOnDrop, ServerProcess};
 
 fn start_server() -> ServerProcess {
     ServerProcess::start(&["--addr", "127.0.0.1:0", "--stock-interval", "10ms", "--grace", "5s"], "info")
@@ -98,12 +98,6 @@ fn timing_line<'a>(line: &'a str, what: &str) -> &'a str {
 
 #[test]
 fn tokio_app_prints_its_timings_and_stops_gracefully_on_ctrl_c() {
-    struct KillOnDrop(Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-        }
-    }
     let child = example("tokio_app")
         .args(["--addr", "127.0.0.1:0", "--stock-interval", "10ms"])
         .env("RUST_LOG", "warn")

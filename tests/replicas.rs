@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use std::process::Stdio;
 
-use common::examples::ServerProcess;
+use common::examples::{KillOnDrop, ServerProcess};
 use common::load::HelloLoad;
 use common::tools::{run_ok, tools};
 use greeter::client::balancing::round_robin_service_config;
@@ -210,34 +210,13 @@ fn peer_loses_no_call_to_a_draining_replica(lang: &str) {
     assert!(status.success(), "the replica exits 0 after SIGTERM, got {status}");
     assert!(client.0.try_wait().unwrap().is_none(), "{lang}: the load ended before the replica stopped; nothing was tested");
     let at_exit = replicas.served();
-    let out = client.wait_with_output_ref();
+    let out = client.wait_with_output();
     let later = replicas.served();
     eprintln!("{lang}: served at replica 0's exit {at_exit:?}, at the end {later:?}");
     assert!(later[1] > at_exit[1] && later[2] > at_exit[2], "{lang}: traffic moved to the others");
     assert_drained_for_health_watchers(&replicas.servers[0]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.contains("failed=0"), "{lang}: {stdout} {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Kills a child process the test gave up on.
-struct KillOnDrop(std::process::Child);
-
-impl KillOnDrop {
-    /// Waits for the process and collects its output (the pipes must be set).
-    fn wait_with_output_ref(&mut self) -> std::process::Output {
-        use std::io::Read as _;
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        self.0.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
-        self.0.stderr.take().unwrap().read_to_end(&mut stderr).unwrap();
-        std::process::Output { status: self.0.wait().unwrap(), stdout, stderr }
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

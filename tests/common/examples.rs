@@ -93,3 +93,24 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A child process (a client, an app) killed if the test gives up on it.
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    /// Waits for the process and collects its output (stdout and stderr must be piped).
+    pub fn wait_with_output(&mut self) -> Output {
+        use std::io::Read as _;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        self.0.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
+        self.0.stderr.take().unwrap().read_to_end(&mut stderr).unwrap();
+        Output { status: self.0.wait().unwrap(), stdout, stderr }
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
