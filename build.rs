@@ -49,22 +49,13 @@ fn generate(include: &Path, input: &Path, module: &str, out_dir: &Path) -> Resul
     fs::create_dir_all(&scratch)?;
 
     // 1. Messages.
-    protobuf_codegen::Codegen::new()
-        .pure()
-        .include(include)
-        .input(input)
-        .out_dir(&scratch)
-        .run()?;
+    protobuf_codegen::Codegen::new().pure().include(include).input(input).out_dir(&scratch).run()?;
     fs::rename(scratch.join(format!("{stem}.rs")), out_dir.join(format!("{module}.rs")))?;
     fs::remove_dir_all(&scratch)?;
     let mut modules = vec![module.to_owned()];
 
     // 2. Service stubs, from the same parse re-read as protobuf-2 descriptors.
-    let parsed = protobuf_parse::Parser::new()
-        .pure()
-        .include(include)
-        .input(input)
-        .parse_and_typecheck()?;
+    let parsed = protobuf_parse::Parser::new().pure().include(include).input(input).parse_and_typecheck()?;
     let mut set = protobuf::descriptor::FileDescriptorSet::new();
     set.file = parsed.file_descriptors;
     let set_v2: protobuf2::descriptor::FileDescriptorSet =

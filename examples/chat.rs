@@ -22,8 +22,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(opts: &Opts) -> Result<(), greeter::ClientError> {
-    opts.client.connect_blocking()?.chat(&opts.user, &opts.messages, |reply| {
-        println!("(Receive) {}: {}", reply.user, reply.message)
-    })?;
+    opts.client
+        .connect_blocking()?
+        .chat(&opts.user, &opts.messages, |reply| println!("(Receive) {}: {}", reply.user, reply.message))?;
     Ok(())
 }

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use greeter::cli::{self, ClientArgs};
 use greeter::blocking::Greeter;
+use greeter::cli::{self, ClientArgs};
 use greeter::ClientError;
 
 /// Load a running Greeter server with all four patterns, bounded in time.

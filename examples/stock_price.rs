@@ -19,8 +19,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(opts: &Opts) -> Result<(), greeter::ClientError> {
-    opts.client.connect_blocking()?.stock_prices(&opts.symbol, |tick| {
-        println!("Stock: {}, Price: {:.2}", tick.symbol, tick.price)
-    })?;
+    opts.client
+        .connect_blocking()?
+        .stock_prices(&opts.symbol, |tick| println!("Stock: {}, Price: {:.2}", tick.symbol, tick.price))?;
     Ok(())
 }

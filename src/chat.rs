@@ -23,7 +23,12 @@ pub fn reply_to(msg: &ChatMessage) -> ChatMessage {
 /// incoming side has nothing ready, so a client that waits for each reply before sending the
 /// next one never waits on us, and one that pipelines gets its replies batched.
 /// A message longer than `max_len` bytes ends the call with INVALID_ARGUMENT.
-pub fn chat(ctx: &RpcContext, mut stream: RequestStream<ChatMessage>, mut sink: DuplexSink<ChatMessage>, max_len: usize) {
+pub fn chat(
+    ctx: &RpcContext,
+    mut stream: RequestStream<ChatMessage>,
+    mut sink: DuplexSink<ChatMessage>,
+    max_len: usize,
+) {
     // Replies to messages that are already buffered go out together; `send_all` flushes
     // whenever the incoming side has nothing ready, so nobody waits for a batch to fill.
     sink.enhance_batch(true);

@@ -1,7 +1,7 @@
 //! Command-line pieces the examples share: flags, logging, and reporting an error once.
 
-use std::process::ExitCode;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
@@ -54,7 +54,8 @@ impl ClientArgs {
             }
             return builder.connect();
         };
-        let tls = ClientTls::from_files(ca, self.tls_cert.as_deref(), self.tls_key.as_deref(), self.tls_server_name.clone())?;
+        let tls =
+            ClientTls::from_files(ca, self.tls_cert.as_deref(), self.tls_key.as_deref(), self.tls_server_name.clone())?;
         builder.tls(tls).connect()
     }
 }
@@ -156,10 +157,7 @@ impl ServerArgs {
         Ok(ServerConfig {
             addr: self.addr.clone(),
             completion_queues: self.completion_queues,
-            ticker: TickerConfig {
-                ticks: self.stock_ticks,
-                interval: self.stock_interval,
-            },
+            ticker: TickerConfig { ticks: self.stock_ticks, interval: self.stock_interval },
             grace: self.grace,
             drain: self.drain,
             reflection: !self.no_reflection,

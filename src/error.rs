@@ -21,18 +21,9 @@ pub enum ClientError {
     #[error("cannot reach {addr}: {reason} — is the server running?")]
     Unreachable { addr: String, reason: String },
     #[error("{call} to {addr} failed: {code:?}: {message}")]
-    Status {
-        call: &'static str,
-        addr: String,
-        code: RpcStatusCode,
-        message: String,
-    },
+    Status { call: &'static str, addr: String, code: RpcStatusCode, message: String },
     #[error("{call} to {addr} failed: {source}")]
-    Transport {
-        call: &'static str,
-        addr: String,
-        source: grpcio::Error,
-    },
+    Transport { call: &'static str, addr: String, source: grpcio::Error },
     #[error(transparent)]
     Tls(#[from] TlsError),
 }
@@ -45,12 +36,9 @@ impl ClientError {
             grpcio::Error::RpcFailure(status) if status.code() == RpcStatusCode::UNAVAILABLE => {
                 ClientError::Unreachable { addr, reason: unreachable_reason(&status) }
             }
-            grpcio::Error::RpcFailure(status) => ClientError::Status {
-                call,
-                addr,
-                code: status.code(),
-                message: status.message().to_owned(),
-            },
+            grpcio::Error::RpcFailure(status) => {
+                ClientError::Status { call, addr, code: status.code(), message: status.message().to_owned() }
+            }
             source => ClientError::Transport { call, addr, source },
         }
     }

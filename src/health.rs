@@ -12,11 +12,11 @@ use futures::StreamExt as _;
 use grpcio::{RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink, UnarySink, WriteFlags};
 use protobuf::EnumOrUnknown;
 
-use crate::service::reply_all;
 use crate::proto::health::{
     health_check_response::ServingStatus, HealthCheckRequest, HealthCheckResponse, HealthListRequest,
     HealthListResponse,
 };
+use crate::service::reply_all;
 
 /// The statuses a server reports, shared by every clone. Starts empty: a service is unknown
 /// (Check: NOT_FOUND) until given a status.
@@ -41,8 +41,7 @@ struct Watcher {
 impl HealthState {
     /// Tells `service`'s watchers; forgets the ones that have hung up.
     fn notify(&mut self, service: &str, status: ServingStatus) {
-        self.watchers
-            .retain(|w| w.service != service || w.updates.unbounded_send(status).is_ok());
+        self.watchers.retain(|w| w.service != service || w.updates.unbounded_send(status).is_ok());
     }
 }
 
@@ -81,20 +80,15 @@ impl HealthService {
 }
 
 fn response(status: ServingStatus) -> HealthCheckResponse {
-    HealthCheckResponse {
-        status: EnumOrUnknown::new(status),
-        ..Default::default()
-    }
+    HealthCheckResponse { status: EnumOrUnknown::new(status), ..Default::default() }
 }
 
 impl crate::proto::health::Health for HealthService {
     fn check(&mut self, ctx: RpcContext, req: HealthCheckRequest, sink: UnarySink<HealthCheckResponse>) {
         let reply = match self.status(&req.service) {
             Some(status) => sink.success(response(status)),
-            None => sink.fail(RpcStatus::with_message(
-                RpcStatusCode::NOT_FOUND,
-                format!("unknown service {:?}", req.service),
-            )),
+            None => sink
+                .fail(RpcStatus::with_message(RpcStatusCode::NOT_FOUND, format!("unknown service {:?}", req.service))),
         };
         ctx.spawn(async move {
             let _ = reply.await;

@@ -47,11 +47,8 @@ impl MetricsAccumulator {
             return Err(MetricsError::TooMany);
         }
         let sum = self.sum + value;
-        self.compensation += if self.sum.abs() >= value.abs() {
-            (self.sum - sum) + value
-        } else {
-            (value - sum) + self.sum
-        };
+        self.compensation +=
+            if self.sum.abs() >= value.abs() { (self.sum - sum) + value } else { (value - sum) + self.sum };
         self.sum = sum;
         self.count += 1;
         Ok(())
@@ -64,11 +61,7 @@ impl MetricsAccumulator {
             return Err(MetricsError::SumOverflow);
         }
         let average = if self.count == 0 { 0.0 } else { total / self.count as f64 };
-        Ok(MetricSummary {
-            count: self.count as i32,
-            average,
-            ..Default::default()
-        })
+        Ok(MetricSummary { count: self.count as i32, average, ..Default::default() })
     }
 
     #[cfg(test)]
@@ -139,10 +132,7 @@ mod tests {
         let mut acc = MetricsAccumulator::default();
         acc.push(1.0).unwrap();
         assert!(matches!(acc.push(f64::NAN), Err(MetricsError::NotFinite { index: 1, .. })));
-        assert_eq!(
-            acc.push(f64::NEG_INFINITY),
-            Err(MetricsError::NotFinite { index: 1, value: f64::NEG_INFINITY })
-        );
+        assert_eq!(acc.push(f64::NEG_INFINITY), Err(MetricsError::NotFinite { index: 1, value: f64::NEG_INFINITY }));
     }
 
     #[test]

@@ -162,23 +162,27 @@ impl DescriptorIndex {
     }
 
     /// The answer to one reflection question, given what this stream was already sent.
-    pub fn answer(&self, request: &v1::ServerReflectionRequest, sent: &mut HashSet<String>) -> v1::ServerReflectionResponse {
+    pub fn answer(
+        &self,
+        request: &v1::ServerReflectionRequest,
+        sent: &mut HashSet<String>,
+    ) -> v1::ServerReflectionResponse {
         let answer = match &request.message_request {
             Some(Question::FileByFilename(name)) => match self.files.contains_key(name) {
                 true => files(self.file_with_imports(name, sent)),
                 false => not_found(format!("file not found: {name}")),
             },
-            Some(Question::FileContainingSymbol(symbol)) => {
-                match self.symbols.get(symbol.trim_start_matches('.')) {
-                    Some(file) => files(self.file_with_imports(file, sent)),
-                    None => not_found(format!("symbol not found: {symbol}")),
-                }
-            }
+            Some(Question::FileContainingSymbol(symbol)) => match self.symbols.get(symbol.trim_start_matches('.')) {
+                Some(file) => files(self.file_with_imports(file, sent)),
+                None => not_found(format!("symbol not found: {symbol}")),
+            },
             Some(Question::FileContainingExtension(ext)) => {
                 let extendee = ext.containing_type.trim_start_matches('.');
                 match self.extensions.get(extendee).and_then(|by_number| by_number.get(&ext.extension_number)) {
                     Some(file) => files(self.file_with_imports(file, sent)),
-                    None => not_found(format!("extension {} of {} not found", ext.extension_number, ext.containing_type)),
+                    None => {
+                        not_found(format!("extension {} of {} not found", ext.extension_number, ext.containing_type))
+                    }
                 }
             }
             Some(Question::AllExtensionNumbersOfType(type_name)) => {
@@ -202,7 +206,10 @@ impl DescriptorIndex {
                     .collect(),
                 ..Default::default()
             }),
-            None => error(RpcStatusCode::INVALID_ARGUMENT, "the request asks nothing: set one of its message_request fields".into()),
+            None => error(
+                RpcStatusCode::INVALID_ARGUMENT,
+                "the request asks nothing: set one of its message_request fields".into(),
+            ),
         };
         v1::ServerReflectionResponse {
             valid_host: request.host.clone(),
@@ -222,10 +229,7 @@ fn qualify(scope: &str, name: &str) -> String {
 }
 
 fn files(file_descriptor_proto: Vec<Vec<u8>>) -> Answer {
-    Answer::FileDescriptorResponse(v1::FileDescriptorResponse {
-        file_descriptor_proto,
-        ..Default::default()
-    })
+    Answer::FileDescriptorResponse(v1::FileDescriptorResponse { file_descriptor_proto, ..Default::default() })
 }
 
 fn not_found(message: String) -> Answer {
@@ -233,11 +237,7 @@ fn not_found(message: String) -> Answer {
 }
 
 fn error(code: RpcStatusCode, error_message: String) -> Answer {
-    Answer::ErrorResponse(v1::ErrorResponse {
-        error_code: code.into(),
-        error_message,
-        ..Default::default()
-    })
+    Answer::ErrorResponse(v1::ErrorResponse { error_code: code.into(), error_message, ..Default::default() })
 }
 
 /// Serves both reflection versions from one shared index. Cheap to clone.
@@ -258,7 +258,12 @@ impl ReflectionService {
 
     /// Answers each request on the stream in order; a question we cannot answer gets an
     /// `error_response` and the stream stays open.
-    fn serve<Req: Message, Resp: Message>(&self, ctx: &RpcContext, requests: RequestStream<Req>, sink: DuplexSink<Resp>) {
+    fn serve<Req: Message, Resp: Message>(
+        &self,
+        ctx: &RpcContext,
+        requests: RequestStream<Req>,
+        sink: DuplexSink<Resp>,
+    ) {
         let index = self.index.clone();
         let mut sent = HashSet::new();
         let responses = requests.map_ok(move |request| {
@@ -375,7 +380,9 @@ mod tests {
     #[test]
     fn lists_every_service_of_the_greeter_server() {
         let index = DescriptorIndex::for_greeter_server();
-        let Answer::ListServicesResponse(list) = ask(&index, &mut HashSet::new(), Question::ListServices(String::new())) else {
+        let Answer::ListServicesResponse(list) =
+            ask(&index, &mut HashSet::new(), Question::ListServices(String::new()))
+        else {
             panic!("expected a service list")
         };
         let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
@@ -414,14 +421,19 @@ mod tests {
             ("grpc.health.v1.HealthCheckResponse.ServingStatus", "health.proto"),
             ("grpc.health.v1.HealthCheckResponse.SERVING", "health.proto"),
             ("grpc.health.v1.HealthListResponse.StatusesEntry", "health.proto"),
-            ("grpc.reflection.v1alpha.ServerReflectionRequest.message_request", "grpc/reflection/v1alpha/reflection.proto"),
+            (
+                "grpc.reflection.v1alpha.ServerReflectionRequest.message_request",
+                "grpc/reflection/v1alpha/reflection.proto",
+            ),
         ];
         for (symbol, file) in cases {
             let names = file_names(ask(&index, &mut HashSet::new(), Question::FileContainingSymbol(symbol.into())));
             assert!(names[0].ends_with(file), "{symbol}: {names:?}");
         }
         let nested = test_index();
-        for symbol in ["test.base.Outer.Inner", "test.base.Outer.Inner.text", "test.base.Outer.Kind", "test.base.Outer.choice"] {
+        for symbol in
+            ["test.base.Outer.Inner", "test.base.Outer.Inner.text", "test.base.Outer.Kind", "test.base.Outer.choice"]
+        {
             let names = file_names(ask(&nested, &mut HashSet::new(), Question::FileContainingSymbol(symbol.into())));
             assert_eq!(names[0], "base.proto", "{symbol}");
         }
@@ -435,7 +447,9 @@ mod tests {
     fn imports_are_sent_once_per_stream_and_the_asked_file_always() {
         let index = test_index();
         let mut sent = HashSet::new();
-        let ask_symbol = |sent: &mut HashSet<String>, s: &str| file_names(ask(&index, sent, Question::FileContainingSymbol(s.into())));
+        let ask_symbol = |sent: &mut HashSet<String>, s: &str| {
+            file_names(ask(&index, sent, Question::FileContainingSymbol(s.into())))
+        };
         assert_eq!(ask_symbol(&mut sent, "test.user.Users"), ["user.proto", "base.proto"]);
         assert_eq!(ask_symbol(&mut sent, "test.user.Users.Get"), ["user.proto"]);
         assert_eq!(ask_symbol(&mut sent, "test.base.Outer"), ["base.proto"]);
@@ -447,7 +461,11 @@ mod tests {
     fn extensions_are_found_by_type_and_number() {
         let index = test_index();
         let by_number = |n| {
-            let ext = v1::ExtensionRequest { containing_type: "test.base.Outer".into(), extension_number: n, ..Default::default() };
+            let ext = v1::ExtensionRequest {
+                containing_type: "test.base.Outer".into(),
+                extension_number: n,
+                ..Default::default()
+            };
             ask(&index, &mut HashSet::new(), Question::FileContainingExtension(ext))
         };
         assert_eq!(file_names(by_number(150))[0], "user.proto");
@@ -462,11 +480,16 @@ mod tests {
     #[test]
     fn proto3_types_have_no_extensions_but_a_proper_answer() {
         let index = DescriptorIndex::for_greeter_server();
-        let answer = ask(&index, &mut HashSet::new(), Question::AllExtensionNumbersOfType("greeter.HelloRequest".into()));
+        let answer =
+            ask(&index, &mut HashSet::new(), Question::AllExtensionNumbersOfType("greeter.HelloRequest".into()));
         let Answer::AllExtensionNumbersResponse(r) = answer else { panic!("expected numbers") };
         assert_eq!(r.base_type_name, "greeter.HelloRequest");
         assert!(r.extension_number.is_empty());
-        let ext = v1::ExtensionRequest { containing_type: "greeter.HelloRequest".into(), extension_number: 1, ..Default::default() };
+        let ext = v1::ExtensionRequest {
+            containing_type: "greeter.HelloRequest".into(),
+            extension_number: 1,
+            ..Default::default()
+        };
         assert_eq!(error_code(ask(&index, &mut HashSet::new(), Question::FileContainingExtension(ext))), 5);
     }
 

@@ -14,10 +14,7 @@ pub fn greeting(name: &str) -> String {
 /// name is bounded only by the server's receive limit, which grpcio enforces before we run.
 pub fn say_hello(ctx: &RpcContext, req: HelloRequest, sink: UnarySink<HelloReply>) {
     log::debug!("Received greeting request ({} bytes of name)", req.name.len());
-    let reply = HelloReply {
-        message: greeting(&req.name),
-        ..Default::default()
-    };
+    let reply = HelloReply { message: greeting(&req.name), ..Default::default() };
     // The reply is sent by grpcio's completion queue; a failure here means the caller has
     // already gone away, which is theirs to know, not ours to log as an error.
     ctx.spawn(sink.success(reply).map(|result| {

@@ -9,8 +9,8 @@ use grpcio::{ChannelBuilder, EnvBuilder, Environment, ServerBuilder, ServerCrede
 
 use crate::error::ServerError;
 use crate::health::HealthService;
-use crate::proto::health::{create_health, health_check_response::ServingStatus};
 use crate::proto::create_greeter;
+use crate::proto::health::{create_health, health_check_response::ServingStatus};
 use crate::reflection::{DescriptorIndex, ReflectionService};
 use crate::service::GreeterService;
 use crate::shutdown::{GracefulShutdown, ShutdownOutcome};
@@ -106,21 +106,13 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// A config listening on a free loopback port: what tests want.
     pub fn local() -> Self {
-        ServerConfig {
-            addr: "127.0.0.1:0".to_owned(),
-            ..ServerConfig::default()
-        }
+        ServerConfig { addr: "127.0.0.1:0".to_owned(), ..ServerConfig::default() }
     }
 
     /// Binds, registers Greeter, Health and (unless disabled) Reflection, starts serving and
     /// reports SERVING.
     pub fn start(self) -> Result<GreeterServer, ServerError> {
-        let env = Arc::new(
-            EnvBuilder::new()
-                .cq_count(self.completion_queues.max(1))
-                .name_prefix("greeter-cq")
-                .build(),
-        );
+        let env = Arc::new(EnvBuilder::new().cq_count(self.completion_queues.max(1)).name_prefix("greeter-cq").build());
         let limits = &self.limits;
         let ticker = StockTicker::new(self.ticker.clone(), limits.max_subscriptions);
         let greeter = GreeterService::new(ticker.clone(), limits.max_chat_message_len);
@@ -151,10 +143,7 @@ impl ServerConfig {
         };
         let port = server
             .add_listening_port(self.addr.as_str(), credentials)
-            .map_err(|source| ServerError::Bind {
-                addr: self.addr.clone(),
-                source,
-            })?;
+            .map_err(|source| ServerError::Bind { addr: self.addr.clone(), source })?;
         server.start();
         health.set_serving_status("", ServingStatus::SERVING);
         health.set_serving_status(GREETER_SERVICE, ServingStatus::SERVING);
@@ -169,10 +158,7 @@ impl ServerConfig {
             health,
             port,
             ticker_stats: ticker.stats(),
-            shutdown: GracefulShutdown {
-                grace: self.grace,
-                drain: self.drain,
-            },
+            shutdown: GracefulShutdown { grace: self.grace, drain: self.drain },
             _env: env,
         })
     }

@@ -17,10 +17,7 @@ pub struct GreeterService {
 
 impl GreeterService {
     pub fn new(ticker: StockTicker, max_chat_message_len: usize) -> Self {
-        GreeterService {
-            ticker,
-            max_chat_message_len,
-        }
+        GreeterService { ticker, max_chat_message_len }
     }
 }
 
@@ -33,7 +30,12 @@ impl proto::Greeter for GreeterService {
         self.ticker.subscribe(&ctx, req, sink)
     }
 
-    fn record_metrics(&mut self, ctx: RpcContext, stream: RequestStream<Metric>, sink: ClientStreamingSink<MetricSummary>) {
+    fn record_metrics(
+        &mut self,
+        ctx: RpcContext,
+        stream: RequestStream<Metric>,
+        sink: ClientStreamingSink<MetricSummary>,
+    ) {
         record_metrics::record_metrics(&ctx, stream, sink)
     }
 

@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::health::HealthService;
 use futures::future::{self, Either};
 use futures_timer::Delay;
-use crate::health::HealthService;
 
 /// How long connections stay open after the last call ended (see `GracefulShutdown::run`).
 const LINGER: Duration = Duration::from_millis(250);
@@ -39,7 +39,10 @@ impl GracefulShutdown {
         let started = Instant::now();
         let watchers = health.shutdown();
         if watchers > 0 && !self.drain.is_zero() {
-            log::info!("health is NOT_SERVING for {watchers} watcher(s); serving on for {:?} while they move away", self.drain);
+            log::info!(
+                "health is NOT_SERVING for {watchers} watcher(s); serving on for {:?} while they move away",
+                self.drain
+            );
             Delay::new(self.drain).await;
         }
         let mut drained = server.shutdown();
@@ -57,9 +60,6 @@ impl GracefulShutdown {
         // kernel send RST and drop what was queued, and the client would see UNAVAILABLE
         // for a call that had in fact finished OK. So the connections stay up a moment.
         Delay::new(LINGER).await;
-        ShutdownOutcome {
-            elapsed: started.elapsed(),
-            cancelled_calls,
-        }
+        ShutdownOutcome { elapsed: started.elapsed(), cancelled_calls }
     }
 }

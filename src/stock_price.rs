@@ -33,10 +33,7 @@ pub struct TickerConfig {
 
 impl Default for TickerConfig {
     fn default() -> Self {
-        TickerConfig {
-            ticks: 5,
-            interval: Duration::from_millis(500),
-        }
+        TickerConfig { ticks: 5, interval: Duration::from_millis(500) }
     }
 }
 
@@ -80,11 +77,7 @@ pub struct StockTicker {
 impl StockTicker {
     /// A ticker serving at most `max_subscriptions` subscriptions at once.
     pub fn new(config: TickerConfig, max_subscriptions: u64) -> Self {
-        StockTicker {
-            config,
-            max_subscriptions,
-            stats: Arc::default(),
-        }
+        StockTicker { config, max_subscriptions, stats: Arc::default() }
     }
 
     pub fn stats(&self) -> Arc<TickerStats> {
@@ -135,11 +128,8 @@ impl StockTicker {
             if tick > 0 && !self.config.interval.is_zero() {
                 wait_unless_finished(sink, self.config.interval).await?;
             }
-            let reply = StockReply {
-                symbol: symbol.to_owned(),
-                price: rng.gen_range(PRICE_RANGE),
-                ..Default::default()
-            };
+            let reply =
+                StockReply { symbol: symbol.to_owned(), price: rng.gen_range(PRICE_RANGE), ..Default::default() };
             if self.config.interval.is_zero() && tick + 1 < self.config.ticks {
                 // Back-to-back ticks: hand them over buffered so C-core coalesces them into
                 // a few writes (a syscall per tick was 63% of the CPU); the last one flushes.

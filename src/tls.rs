@@ -78,7 +78,8 @@ impl ServerTls {
         use grpcio::{CertificateRequestType, ServerCredentialsBuilder};
         let mut builder = ServerCredentialsBuilder::new().add_cert(self.cert_chain.clone(), self.private_key.clone());
         if let Some(ca) = &self.client_ca {
-            builder = builder.root_cert(ca.clone(), CertificateRequestType::RequestAndRequireClientCertificateAndVerify);
+            builder =
+                builder.root_cert(ca.clone(), CertificateRequestType::RequestAndRequireClientCertificateAndVerify);
         }
         Ok(builder.build())
     }
@@ -91,7 +92,12 @@ impl ServerTls {
 
 impl ClientTls {
     /// Loads the client's PEM files: the server's CA, and a certificate/key pair for mTLS.
-    pub fn from_files(ca: &Path, cert: Option<&Path>, key: Option<&Path>, server_name: Option<String>) -> Result<Self, TlsError> {
+    pub fn from_files(
+        ca: &Path,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+        server_name: Option<String>,
+    ) -> Result<Self, TlsError> {
         let identity = match (cert, key) {
             (Some(cert), Some(key)) => Some((read_pem("client certificate", cert)?, read_pem("client key", key)?)),
             (None, None) => None,

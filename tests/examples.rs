@@ -17,9 +17,8 @@ fn stdout_lines(out: &Output) -> Vec<String> {
 }
 
 fn assert_price_line(line: &str, symbol: &str) {
-    let price = line
-        .strip_prefix(&format!("Stock: {symbol}, Price: "))
-        .unwrap_or_else(|| panic!("not a price line: {line:?}"));
+    let price =
+        line.strip_prefix(&format!("Stock: {symbol}, Price: ")).unwrap_or_else(|| panic!("not a price line: {line:?}"));
     let price: f64 = price.parse().unwrap();
     assert!((500.0..=600.0).contains(&price), "{line}");
     assert_eq!(line.rsplit('.').next().unwrap().len(), 2, "two decimals, like the tutorial: {line}");
@@ -82,7 +81,8 @@ fn the_server_help_explains_every_flag() {
     let out = example("server").arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     let flags = ["--addr", "--completion-queues", "--stock-ticks", "--stock-interval", "--grace", "--no-reflection"];
-    let limits = ["--max-receive-message-size", "--max-concurrent-streams", "--keepalive-time", "--max-chat-message-len"];
+    let limits =
+        ["--max-receive-message-size", "--max-concurrent-streams", "--keepalive-time", "--max-chat-message-len"];
     for flag in flags.iter().chain(&limits).chain(&["--tls-cert", "--tls-key", "--tls-client-ca"]) {
         assert!(help.contains(flag), "--help does not mention {flag}:\n{help}");
     }

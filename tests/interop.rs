@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::tools::{run_ok, run_tutorial_clients, tools, PeerServer};
 use common::TestServer;
-use greeter::stock_price::PRICE_RANGE;
 use greeter::blocking::Greeter;
+use greeter::stock_price::PRICE_RANGE;
 use greeter::ServerConfig;
 
 /// Ticks are this far apart on every server in the matrix, so no cell waits 2.5 s a stream.
@@ -132,9 +132,7 @@ fn python_client_vs_python_server() {
 fn the_tutorials_own_clients_work_unmodified_against_our_server() {
     let mut config = ServerConfig::default(); // [::]:50051
     config.ticker.interval = Duration::from_millis(INTERVAL_MS);
-    let _server = config
-        .start()
-        .expect("our server on port 50051 (is something else listening there?)");
+    let _server = config.start().expect("our server on port 50051 (is something else listening there?)");
 
     run_tutorial_clients();
 }

@@ -22,7 +22,9 @@ fn a_chat_message_over_the_cap_is_invalid_argument_naming_the_limit() {
     // Lock-step, because a grpcio client drops replies still unread when a status arrives.
     let client = server.raw_client(); // kept: it owns the completion queue the call runs on
     let (mut sink, mut replies) = client.chat().unwrap();
-    let message = |text: String| (ChatMessage { user: "Rust".into(), message: text, ..Default::default() }, WriteFlags::default());
+    let message = |text: String| {
+        (ChatMessage { user: "Rust".into(), message: text, ..Default::default() }, WriteFlags::default())
+    };
     block_on(async {
         sink.send(message("short".into())).await.unwrap();
         let reply = replies.try_next().await.unwrap().unwrap();

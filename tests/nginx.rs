@@ -272,7 +272,8 @@ fn a_client_stream_over_the_body_limit_gets_resource_exhausted() {
     let (mut sink, summary) = greeter.raw().record_metrics().unwrap();
     let mut metric = greeter::proto::Metric { value: 1.5, ..Default::default() };
     metric.special_fields.mut_unknown_fields().add_length_delimited(15, vec![0; 1 << 20]);
-    let mut metrics = futures::stream::iter(std::iter::repeat_n(metric, 20)).map(|m| Ok((m, grpcio::WriteFlags::default())));
+    let mut metrics =
+        futures::stream::iter(std::iter::repeat_n(metric, 20)).map(|m| Ok((m, grpcio::WriteFlags::default())));
     let result = futures::executor::block_on(async {
         if sink.send_all(&mut metrics).await.is_ok() {
             let _ = sink.close().await;

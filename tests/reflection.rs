@@ -101,7 +101,8 @@ fn one_v1_stream_answers_in_order_and_stays_open_after_not_found() {
         assert!(matches!(&answers[0], Answer::ListServicesResponse(l) if l.service.len() == 4), "{answers:?}");
         assert!(matches!(&answers[1], Answer::ErrorResponse(e) if e.error_code == 5), "{answers:?}");
         let Answer::FileDescriptorResponse(files) = &answers[2] else { panic!("{answers:?}") };
-        let file = protobuf::descriptor::FileDescriptorProto::parse_from_bytes(&files.file_descriptor_proto[0]).unwrap();
+        let file =
+            protobuf::descriptor::FileDescriptorProto::parse_from_bytes(&files.file_descriptor_proto[0]).unwrap();
         assert_eq!(file.name(), "greeter.proto");
     });
 }
@@ -113,7 +114,9 @@ fn v1alpha_answers_like_v1() {
     let (mut sink, mut answers) = client.server_reflection_info().unwrap();
     block_on(async {
         let question = v1alpha::ServerReflectionRequest {
-            message_request: Some(v1alpha::server_reflection_request::Message_request::FileByFilename("greeter.proto".into())),
+            message_request: Some(v1alpha::server_reflection_request::Message_request::FileByFilename(
+                "greeter.proto".into(),
+            )),
             ..Default::default()
         };
         sink.send((question.clone(), WriteFlags::default())).await.unwrap();

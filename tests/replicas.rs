@@ -84,10 +84,7 @@ fn load(target: &str) -> HelloLoad {
 }
 
 fn round_robin(target: &str) -> Greeter {
-    Greeter::builder(target, Duration::from_secs(10))
-        .load_balancing(LoadBalancing::RoundRobin)
-        .connect()
-        .unwrap()
+    Greeter::builder(target, Duration::from_secs(10)).load_balancing(LoadBalancing::RoundRobin).connect().unwrap()
 }
 
 #[test]
@@ -120,7 +117,13 @@ fn a_replica_draining_on_sigterm_loses_no_call() {
     let (ok, failures) = load.stop();
 
     eprintln!("served at replica 0's exit {at_exit:?}, later {moved:?}; {ok} calls OK");
-    assert!(failures.is_empty(), "{} of {} calls failed: {:?}", failures.len(), ok as usize + failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} of {} calls failed: {:?}",
+        failures.len(),
+        ok as usize + failures.len(),
+        &failures[..failures.len().min(5)]
+    );
     assert_drained_for_health_watchers(&replicas.servers[0]);
 }
 
@@ -158,7 +161,8 @@ fn a_crashed_replica_costs_no_unary_call_and_gets_traffic_again_after_restart() 
     replicas.servers[1].signal("KILL");
     replicas.servers[1].child.wait().unwrap();
     let results: Vec<Result<Vec<_>, ClientError>> = subscriptions.into_iter().map(|s| s.join().unwrap()).collect();
-    let unavailable = results.iter().filter(|r| matches!(r, Err(e) if e.code() == Some(RpcStatusCode::UNAVAILABLE))).count();
+    let unavailable =
+        results.iter().filter(|r| matches!(r, Err(e) if e.code() == Some(RpcStatusCode::UNAVAILABLE))).count();
     let complete = results.iter().filter(|r| matches!(r, Ok(ticks) if ticks.len() == 100)).count();
 
     replicas.restart(1);
@@ -208,7 +212,10 @@ fn peer_loses_no_call_to_a_draining_replica(lang: &str) {
     replicas.servers[0].signal("TERM");
     let status = replicas.servers[0].child.wait().unwrap();
     assert!(status.success(), "the replica exits 0 after SIGTERM, got {status}");
-    assert!(client.0.try_wait().unwrap().is_none(), "{lang}: the load ended before the replica stopped; nothing was tested");
+    assert!(
+        client.0.try_wait().unwrap().is_none(),
+        "{lang}: the load ended before the replica stopped; nothing was tested"
+    );
     let at_exit = replicas.served();
     let out = client.wait_with_output();
     let later = replicas.served();
@@ -216,7 +223,11 @@ fn peer_loses_no_call_to_a_draining_replica(lang: &str) {
     assert!(later[1] > at_exit[1] && later[2] > at_exit[2], "{lang}: traffic moved to the others");
     assert_drained_for_health_watchers(&replicas.servers[0]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && stdout.contains("failed=0"), "{lang}: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && stdout.contains("failed=0"),
+        "{lang}: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

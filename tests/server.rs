@@ -8,11 +8,11 @@ use std::time::Duration;
 use common::{status_code, TestServer};
 use futures::executor::block_on;
 use futures::TryStreamExt as _;
-use greeter::proto::{HelloReply, HelloRequest};
 use greeter::blocking::Greeter;
+use greeter::proto::health::{health_check_response::ServingStatus, HealthCheckRequest, HealthClient};
+use greeter::proto::{HelloReply, HelloRequest};
 use greeter::{ClientError, ServerConfig};
 use grpcio::{CallOption, Marshaller, Method, MethodType, RpcStatusCode};
-use greeter::proto::health::{health_check_response::ServingStatus, HealthCheckRequest, HealthClient};
 
 fn unary_method(name: &'static str) -> Method<HelloRequest, HelloReply> {
     Method {
@@ -28,13 +28,12 @@ fn unknown_methods_and_services_are_unimplemented() {
     let server = TestServer::with_interval(Duration::ZERO);
     let channel = grpcio::Client::new(server.channel());
     for name in ["/greeter.Greeter/SayGoodbye", "/greeter.Nobody/SayHello"] {
-        let err = channel
-            .unary_call(&unary_method(name), &HelloRequest::default(), CallOption::default())
-            .unwrap_err();
+        let err = channel.unary_call(&unary_method(name), &HelloRequest::default(), CallOption::default()).unwrap_err();
         assert_eq!(status_code(&err), RpcStatusCode::UNIMPLEMENTED, "{name}");
     }
     // The same channel still works for a real method.
-    let ok = channel.unary_call(&unary_method("/greeter.Greeter/SayHello"), &HelloRequest::default(), CallOption::default());
+    let ok =
+        channel.unary_call(&unary_method("/greeter.Greeter/SayHello"), &HelloRequest::default(), CallOption::default());
     assert_eq!(ok.unwrap().message, "Hello ");
 }
 
@@ -71,10 +70,7 @@ fn health_is_serving_once_started_and_not_serving_when_shutdown_begins() {
     let health = HealthClient::new(server.channel());
     assert_eq!(health_check(&health, "").unwrap(), ServingStatus::SERVING);
     assert_eq!(health_check(&health, "greeter.Greeter").unwrap(), ServingStatus::SERVING);
-    assert_eq!(
-        status_code(&health_check(&health, "no.Such").unwrap_err()),
-        RpcStatusCode::NOT_FOUND
-    );
+    assert_eq!(status_code(&health_check(&health, "no.Such").unwrap_err()), RpcStatusCode::NOT_FOUND);
 
     // A watcher hears the change the moment shutdown begins.
     let req = HealthCheckRequest { service: "greeter.Greeter".into(), ..Default::default() };

@@ -9,8 +9,8 @@ use common::{status_code, TestServer};
 use futures::executor::block_on;
 use futures::future::join_all;
 use futures::{SinkExt as _, TryStreamExt as _};
-use greeter::proto::{ChatMessage, GreeterClient, HelloRequest, Metric};
 use greeter::blocking::Greeter;
+use greeter::proto::{ChatMessage, GreeterClient, HelloRequest, Metric};
 use greeter::ServerConfig;
 use grpcio::{RpcStatusCode, WriteFlags};
 
@@ -101,7 +101,8 @@ fn calls_in_flight_finish_ok_newcomers_are_refused_and_the_server_stops_in_time(
             Err(e) => {
                 let code = status_code(&e);
                 assert!(matches!(code, RpcStatusCode::UNAVAILABLE | RpcStatusCode::CANCELLED), "{e:?}");
-                held += usize::from(matches!(&e, grpcio::Error::RpcFailure(s) if s.message() == "Cancelling all calls"));
+                held +=
+                    usize::from(matches!(&e, grpcio::Error::RpcFailure(s) if s.message() == "Cancelling all calls"));
             }
         }
     }

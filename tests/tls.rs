@@ -18,11 +18,11 @@ mod with_tls {
 
     use super::common::tools::{run_ok, tools};
     use super::common::TestServer;
-    use greeter::tls::{ClientTls, ServerTls};
     use greeter::blocking::Greeter;
+    use greeter::tls::{ClientTls, ServerTls};
     use greeter::ServerConfig;
-    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
     use grpcio::RpcStatusCode;
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 
     /// A CA and what it signed, as PEM.
     struct Pki {
@@ -69,11 +69,8 @@ mod with_tls {
         let issued = pki.server();
         let mut config = ServerConfig::local();
         config.ticker.interval = Duration::from_millis(5);
-        config.tls = Some(ServerTls {
-            cert_chain: issued.cert.into_bytes(),
-            private_key: issued.key.into_bytes(),
-            client_ca,
-        });
+        config.tls =
+            Some(ServerTls { cert_chain: issued.cert.into_bytes(), private_key: issued.key.into_bytes(), client_ca });
         TestServer::start(config)
     }
 
@@ -160,7 +157,14 @@ mod with_tls {
 
         fn args(&self) -> Vec<String> {
             let path = |name: &str| self.dir.path().join(name).display().to_string();
-            vec!["--tls-ca".into(), path("ca.pem"), "--tls-cert".into(), path("client.pem"), "--tls-key".into(), path("client.key")]
+            vec![
+                "--tls-ca".into(),
+                path("ca.pem"),
+                "--tls-cert".into(),
+                path("client.pem"),
+                "--tls-key".into(),
+                path("client.key"),
+            ]
         }
     }
 

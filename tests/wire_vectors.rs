@@ -154,7 +154,12 @@ fn assert_negative_zero_difference(case: &Case, rust_bytes: &[u8], go: &Value, p
     let go_hex = go["hex"].as_str().unwrap();
     assert_eq!(python["hex"].as_str().unwrap(), go_hex, "{}: Go and Python agree", case.name);
     assert!(go_hex.ends_with("0000000000000080"), "{}: Go writes -0.0: {go_hex}", case.name);
-    assert!(rust_bytes.is_empty(), "{}: rust-protobuf now writes -0.0 ({}); treat it as identical", case.name, hex(rust_bytes));
+    assert!(
+        rust_bytes.is_empty(),
+        "{}: rust-protobuf now writes -0.0 ({}); treat it as identical",
+        case.name,
+        hex(rust_bytes)
+    );
     // Typed access: rust-protobuf's reflection also takes -0.0 for "unset" and reports +0.0.
     let bytes = unhex(go_hex);
     let double = match case.message.as_str() {

@@ -51,7 +51,11 @@ impl Greeter {
     }
 
     /// Level 2: subscribes to `symbol`, calling `on_tick` as each price arrives.
-    pub fn stock_prices(&self, symbol: &str, mut on_tick: impl FnMut(&StockReply)) -> Result<Vec<StockReply>, ClientError> {
+    pub fn stock_prices(
+        &self,
+        symbol: &str,
+        mut on_tick: impl FnMut(&StockReply),
+    ) -> Result<Vec<StockReply>, ClientError> {
         let ticks = self.inner.stock_prices(symbol)?;
         block_on(ticks.inspect_ok(|tick| on_tick(tick)).try_collect())
     }
@@ -63,7 +67,12 @@ impl Greeter {
 
     /// Level 4: sends every message as `user` while receiving replies in parallel (full
     /// duplex), calling `on_reply` for each; returns the replies in order.
-    pub fn chat(&self, user: &str, messages: &[String], mut on_reply: impl FnMut(&ChatMessage)) -> Result<Vec<ChatMessage>, ClientError> {
+    pub fn chat(
+        &self,
+        user: &str,
+        messages: &[String],
+        mut on_reply: impl FnMut(&ChatMessage),
+    ) -> Result<Vec<ChatMessage>, ClientError> {
         let replies = self.inner.chat(user, futures::stream::iter(messages.to_vec()))?;
         block_on(replies.inspect_ok(|reply| on_reply(reply)).try_collect())
     }

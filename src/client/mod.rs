@@ -118,20 +118,11 @@ impl Greeter {
 
     /// For a connection with a load-balancing policy or TLS.
     pub fn builder(target: &str, deadline: Duration) -> GreeterBuilder {
-        GreeterBuilder {
-            target: target.to_owned(),
-            deadline,
-            lb: LoadBalancing::default(),
-            tls: None,
-        }
+        GreeterBuilder { target: target.to_owned(), deadline, lb: LoadBalancing::default(), tls: None }
     }
 
     fn with_channel(builder: ChannelBuilder, addr: &str, deadline: Duration) -> Self {
-        Greeter {
-            client: GreeterClient::new(builder.connect(addr)),
-            addr: addr.into(),
-            deadline,
-        }
+        Greeter { client: GreeterClient::new(builder.connect(addr)), addr: addr.into(), deadline }
     }
 
     /// The generated client, for calls this wrapper does not cover.
@@ -163,10 +154,7 @@ impl Greeter {
     /// The call starts when this is called; the returned future yields its answer.
     pub fn say_hello(&self, name: &str) -> impl Future<Output = Result<String, ClientError>> + Send + 'static {
         let err = self.error("SayHello");
-        let req = HelloRequest {
-            name: name.to_owned(),
-            ..Default::default()
-        };
+        let req = HelloRequest { name: name.to_owned(), ..Default::default() };
         let call = self.client.say_hello_async_opt(&req, self.options());
         let channel = self.client.clone();
         async move {
@@ -183,17 +171,17 @@ impl Greeter {
         symbol: &str,
     ) -> Result<impl Stream<Item = Result<StockReply, ClientError>> + Send + 'static, ClientError> {
         let err = self.error("GetStockPrice");
-        let req = StockRequest {
-            symbol: symbol.to_owned(),
-            ..Default::default()
-        };
+        let req = StockRequest { symbol: symbol.to_owned(), ..Default::default() };
         let ticks = self.client.get_stock_price_opt(&req, self.options()).map_err(&err)?;
         Ok(OnChannel::new(ticks.map_err(err), &self.client))
     }
 
     /// Level 3: streams `values` to the server as they come, and returns its count and
     /// average once `values` ends.
-    pub fn record_metrics<S>(&self, values: S) -> impl Future<Output = Result<MetricSummary, ClientError>> + Send + use<S>
+    pub fn record_metrics<S>(
+        &self,
+        values: S,
+    ) -> impl Future<Output = Result<MetricSummary, ClientError>> + Send + use<S>
     where
         S: Stream<Item = f64> + Send,
     {
@@ -232,11 +220,7 @@ impl Greeter {
         let err = self.error("Chat");
         let (mut sink, replies) = self.client.chat_opt(self.options()).map_err(&err)?;
         let user = user.to_owned();
-        let messages = messages.map(move |message| ChatMessage {
-            user: user.clone(),
-            message,
-            ..Default::default()
-        });
+        let messages = messages.map(move |message| ChatMessage { user: user.clone(), message, ..Default::default() });
         let send = async move {
             // The receive side carries the call's status; a failed send next to it only
             // means the server finished first.
@@ -244,10 +228,7 @@ impl Greeter {
                 let _ = sink.close().await;
             }
         };
-        let replies = ChatReplies {
-            send: Some(send.boxed()),
-            replies,
-        };
+        let replies = ChatReplies { send: Some(send.boxed()), replies };
         Ok(OnChannel::new(replies.map_err(err), &self.client))
     }
 }
@@ -262,10 +243,7 @@ struct OnChannel<S> {
 
 impl<S> OnChannel<S> {
     fn new(stream: S, client: &GreeterClient) -> Self {
-        OnChannel {
-            stream,
-            _channel: client.clone(),
-        }
+        OnChannel { stream, _channel: client.clone() }
     }
 }
 

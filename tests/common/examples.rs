@@ -39,7 +39,8 @@ impl ServerProcess {
         // Owned from here on, so a failed start below still kills the child.
         let mut server = ServerProcess { child, port: 0, log };
         let started = server.wait_for_line("the server logs its start", |l| l.contains("gRPC Server started"));
-        let port = started.split("(port ").nth(1).map(|s| s.chars().take_while(char::is_ascii_digit).collect::<String>());
+        let port =
+            started.split("(port ").nth(1).map(|s| s.chars().take_while(char::is_ascii_digit).collect::<String>());
         server.port = port.and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no port in {started:?}"));
         server
     }

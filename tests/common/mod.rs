@@ -19,12 +19,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(config: ServerConfig) -> Self {
-        let server = ServerConfig {
-            addr: "127.0.0.1:0".to_owned(),
-            ..config
-        }
-        .start()
-        .expect("test server starts");
+        let server = ServerConfig { addr: "127.0.0.1:0".to_owned(), ..config }.start().expect("test server starts");
         let addr = format!("127.0.0.1:{}", server.port());
         TestServer { server: Some(server), addr }
     }
