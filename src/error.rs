@@ -22,8 +22,9 @@ pub enum ClientError {
     Unreachable { addr: String, reason: String },
     #[error("{call} to {addr} failed: {code:?}: {message}")]
     Status { call: &'static str, addr: String, code: RpcStatusCode, message: String },
+    /// Boxed: `grpcio::Error` is large, and every client `Result` would carry its size.
     #[error("{call} to {addr} failed: {source}")]
-    Transport { call: &'static str, addr: String, source: grpcio::Error },
+    Transport { call: &'static str, addr: String, source: Box<grpcio::Error> },
     #[error(transparent)]
     Tls(#[from] TlsError),
 }
@@ -39,7 +40,7 @@ impl ClientError {
             grpcio::Error::RpcFailure(status) => {
                 ClientError::Status { call, addr, code: status.code(), message: status.message().to_owned() }
             }
-            source => ClientError::Transport { call, addr, source },
+            source => ClientError::Transport { call, addr, source: Box::new(source) },
         }
     }
 
