@@ -82,6 +82,10 @@ pub struct ServerArgs {
     /// accepting calls after reporting NOT_SERVING, so the watchers can move away first.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub drain: Duration,
+    /// Share the port with other processes that set it too (SO_REUSEPORT); without it,
+    /// starting on a port in use fails.
+    #[arg(long)]
+    pub reuse_port: bool,
     /// Do not serve gRPC reflection (grpcurl and similar tools then need the .proto files).
     #[arg(long)]
     pub no_reflection: bool,
@@ -161,6 +165,7 @@ impl ServerArgs {
             grace: self.grace,
             drain: self.drain,
             reflection: !self.no_reflection,
+            reuse_port: self.reuse_port,
             limits: self.limits.limits(),
             tls,
         })

@@ -86,6 +86,11 @@ pub struct ServerConfig {
     pub tls: Option<ServerTls>,
     /// Serve gRPC reflection (v1 and v1alpha), so tools work without the .proto files.
     pub reflection: bool,
+    /// Let other processes bind the same port too (SO_REUSEPORT), the kernel splitting
+    /// connections between them. C-core's default is on; ours is off, so a second server
+    /// started on a port already in use fails with [`ServerError::Bind`] instead of silently
+    /// taking half the traffic.
+    pub reuse_port: bool,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +104,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             tls: None,
             reflection: true,
+            reuse_port: false,
         }
     }
 }
@@ -125,6 +131,7 @@ impl ServerConfig {
             .keepalive_timeout(limits.keepalive_timeout)
             .http2_min_recv_ping_interval_without_data(limits.min_client_ping_interval)
             .http2_max_ping_strikes(clamp(limits.max_ping_strikes))
+            .raw_cfg_int(c"grpc.so_reuseport".into(), i32::from(self.reuse_port))
             .build_args();
         let mut builder = ServerBuilder::new(env.clone())
             .channel_args(channel_args)
