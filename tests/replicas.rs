@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use std::process::Stdio;
 
-use common::examples::{KillOnDrop, ServerProcess};
+use common::examples::ServerProcess;
 use common::load::HelloLoad;
+use common::process::{KillOnDrop, DEADLINE};
 use common::tools::{run_ok, tools};
 use greeter::client::balancing::round_robin_service_config;
 use greeter::{blocking, ClientError, Greeter, LoadBalancing};
@@ -110,7 +111,7 @@ fn a_replica_draining_on_sigterm_loses_no_call() {
     replicas.wait_served("every replica gets traffic", |s| s.iter().all(|&n| n >= 20));
 
     replicas.servers[0].signal("TERM");
-    let status = replicas.servers[0].child.wait().unwrap();
+    let status = replicas.servers[0].wait_exit();
     assert!(status.success(), "the replica exits 0 after SIGTERM, got {status}");
     let at_exit = replicas.served();
     let moved = replicas.wait_served("the others serve on", |s| s[1] > at_exit[1] + 50 && s[2] > at_exit[2] + 50);
@@ -159,7 +160,7 @@ fn a_crashed_replica_costs_no_unary_call_and_gets_traffic_again_after_restart() 
     let on_victim = replicas.servers[1].count(SUBSCRIPTION);
 
     replicas.servers[1].signal("KILL");
-    replicas.servers[1].child.wait().unwrap();
+    replicas.servers[1].wait_exit();
     let results: Vec<Result<Vec<_>, ClientError>> = subscriptions.into_iter().map(|s| s.join().unwrap()).collect();
     let unavailable =
         results.iter().filter(|r| matches!(r, Err(e) if e.code() == Some(RpcStatusCode::UNAVAILABLE))).count();
@@ -210,14 +211,14 @@ fn peer_loses_no_call_to_a_draining_replica(lang: &str) {
     replicas.wait_served("every replica gets traffic", |s| s.iter().all(|&n| n >= 20));
 
     replicas.servers[0].signal("TERM");
-    let status = replicas.servers[0].child.wait().unwrap();
+    let status = replicas.servers[0].wait_exit();
     assert!(status.success(), "the replica exits 0 after SIGTERM, got {status}");
     assert!(
         client.0.try_wait().unwrap().is_none(),
         "{lang}: the load ended before the replica stopped; nothing was tested"
     );
     let at_exit = replicas.served();
-    let out = client.wait_with_output();
+    let out = client.wait_with_output(&format!("the {lang} client"), DEADLINE);
     let later = replicas.served();
     eprintln!("{lang}: served at replica 0's exit {at_exit:?}, at the end {later:?}");
     assert!(later[1] > at_exit[1] && later[2] > at_exit[2], "{lang}: traffic moved to the others");

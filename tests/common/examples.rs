@@ -3,9 +3,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use super::process::{output_within, wait_within, DEADLINE};
 
 pub fn example(name: &str) -> Command {
     let mut dir = std::env::current_exe().unwrap();
@@ -51,7 +53,9 @@ impl ServerProcess {
 
     /// Runs the client example `name` against this server; it must succeed.
     pub fn run(&self, name: &str, args: &[&str]) -> Output {
-        let out = example(name).arg("--addr").arg(self.addr()).args(args).output().unwrap();
+        let mut cmd = example(name);
+        cmd.arg("--addr").arg(self.addr()).args(args);
+        let out = output_within(cmd, name, DEADLINE);
         assert!(out.status.success(), "{name} failed: {}", String::from_utf8_lossy(&out.stderr));
         out
     }
@@ -81,6 +85,11 @@ impl ServerProcess {
         }
     }
 
+    /// Waits for the process to exit (after a signal); fails the test after [`DEADLINE`].
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        wait_within(&mut self.child, "the server", DEADLINE)
+    }
+
     /// Sends `signal` (`TERM`, `KILL`, …) to the process.
     pub fn signal(&self, signal: &str) {
         let sent = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status().unwrap();
@@ -92,26 +101,5 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A child process (a client, an app) killed if the test gives up on it.
-pub struct KillOnDrop(pub Child);
-
-impl KillOnDrop {
-    /// Waits for the process and collects its output (stdout and stderr must be piped).
-    pub fn wait_with_output(&mut self) -> Output {
-        use std::io::Read as _;
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        self.0.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
-        self.0.stderr.take().unwrap().read_to_end(&mut stderr).unwrap();
-        Output { status: self.0.wait().unwrap(), stdout, stderr }
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
