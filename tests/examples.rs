@@ -3,10 +3,15 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
 
-use common::examples::{example, KillOnDrop, ServerProcess};
+use common::examples::{example, ServerProcess};
+use common::process::{output_within, KillOnDrop, DEADLINE};
+use common::RefusedPort;
+use greeter::cli::ServerArgs;
 
 fn start_server() -> ServerProcess {
     ServerProcess::start(&["--addr", "127.0.0.1:0", "--stock-interval", "10ms", "--grace", "5s"], "info")
@@ -59,7 +64,7 @@ fn every_client_example_prints_the_tutorial_lines_and_the_server_stops_on_sigter
     );
 
     server.signal("TERM");
-    let status = server.child.wait().unwrap();
+    let status = server.wait_exit();
     assert!(status.success(), "the server exits 0 after SIGTERM, got {status}");
     let log = server.log();
     assert!(log.iter().any(|l| l.contains("Received subscription: TSMC")), "{log:#?}");
@@ -68,24 +73,67 @@ fn every_client_example_prints_the_tutorial_lines_and_the_server_stops_on_sigter
 
 #[test]
 fn a_client_example_with_no_server_prints_one_clear_line_and_fails() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let out = example("say_hello").args(["--addr", &addr, "--deadline", "5s"]).output().unwrap();
+    let refused = RefusedPort::hold();
+    let mut cmd = example("say_hello");
+    cmd.args(["--addr", &refused.addr, "--deadline", "5s"]);
+    let out = output_within(cmd, "say_hello", DEADLINE);
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr, format!("error: cannot reach {addr}: connection refused — is the server running?\n"));
+    assert_eq!(stderr, format!("error: cannot reach {}: connection refused — is the server running?\n", refused.addr));
 }
 
+/// C-core binds with SO_REUSEPORT by default, which would let a second server start on a port
+/// in use and take half its connections. Ours refuses unless both ask for `--reuse-port`.
+#[test]
+fn a_second_server_on_a_port_in_use_fails_with_one_clear_line_unless_both_reuse_it() {
+    let first = start_server();
+    let mut second = example("server");
+    second.args(["--addr", &first.addr()]);
+    let out = output_within(second, "a second server", DEADLINE);
+    assert!(!out.status.success(), "a second server started on {}", first.addr());
+    // C-core logs the bind error in detail first; ours is the last line.
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with(&format!("error: cannot listen on {}: ", first.addr())), "{stderr}");
+    assert!(last.ends_with("(is the port already in use, or the address mistyped?)"), "{stderr}");
+
+    let sharing = ServerProcess::start(&["--addr", "127.0.0.1:0", "--reuse-port"], "info");
+    let again = ServerProcess::start(&["--addr", &sharing.addr(), "--reuse-port"], "info");
+    assert_eq!(again.port, sharing.port);
+}
+
+/// Every flag `ServerArgs` defines appears in `server --help`, by its exact name, with a line
+/// saying what it does; the help lists no flag that does not exist; README shows it as it is.
 #[test]
 fn the_server_help_explains_every_flag() {
-    let out = example("server").arg("--help").output().unwrap();
+    let mut cmd = example("server");
+    cmd.arg("--help");
+    let out = output_within(cmd, "server --help", DEADLINE);
+    assert!(out.status.success(), "server --help exits {}", out.status);
     let help = String::from_utf8(out.stdout).unwrap();
-    let flags = ["--addr", "--completion-queues", "--stock-ticks", "--stock-interval", "--grace", "--no-reflection"];
-    let limits =
-        ["--max-receive-message-size", "--max-concurrent-streams", "--keepalive-time", "--max-chat-message-len"];
-    for flag in flags.iter().chain(&limits).chain(&["--tls-cert", "--tls-key", "--tls-client-ca"]) {
-        assert!(help.contains(flag), "--help does not mention {flag}:\n{help}");
+    let lines: Vec<&str> = help.lines().collect();
+    let mut listed = BTreeSet::new();
+    for (i, line) in lines.iter().enumerate() {
+        // "  -h, --help" or "      --addr <ADDR>"
+        let line = line.trim_start();
+        let line = line.split_once(", ").filter(|(short, _)| short.len() == 2).map_or(line, |(_, long)| long);
+        if let Some(flag) = line.strip_prefix("--") {
+            let name = flag.split([' ', '=']).next().unwrap();
+            let explained =
+                lines.get(i + 1).is_some_and(|next| !next.trim().is_empty() && !next.trim().starts_with('-'));
+            assert!(explained, "--{name} has no explanation in:\n{help}");
+            listed.insert(name.to_owned());
+        }
     }
+    let defined = <ServerArgs as clap::Args>::augment_args(clap::Command::new("server").version("0"));
+    let mut expected: BTreeSet<String> =
+        defined.get_arguments().filter_map(|a| a.get_long()).map(str::to_owned).collect();
+    expected.extend(["help".to_owned(), "version".to_owned()]);
+    assert_eq!(listed, expected, "flags in --help vs flags ServerArgs defines");
+
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let shown = format!("$ cargo run --release --example server -- --help\n{help}```");
+    assert!(readme.contains(&shown), "README's copy of `server --help` is out of date; the real one:\n{help}");
 }
 
 /// Splits "N concurrent X: <time>" into its count and checks the time reads as a duration.
@@ -105,8 +153,10 @@ fn tokio_app_prints_its_timings_and_stops_gracefully_on_ctrl_c() {
         .spawn()
         .unwrap();
     let mut app = KillOnDrop(child);
-    let mut stdout = BufReader::new(app.0.stdout.take().unwrap()).lines().map_while(Result::ok);
-    let mut next = || stdout.next().expect("tokio_app printed fewer lines than expected");
+    let stdout = BufReader::new(app.0.stdout.take().unwrap());
+    let (line, lines) = mpsc::channel();
+    std::thread::spawn(move || stdout.lines().map_while(Result::ok).try_for_each(|l| line.send(l)));
+    let next = || lines.recv_timeout(DEADLINE).expect("tokio_app printed fewer lines than expected, or hangs");
     assert_eq!(timing_line(&next(), "SayHello"), "1000 concurrent SayHello calls");
     assert_eq!(timing_line(&next(), "stock"), "20 concurrent stock subscriptions (100 ticks)");
     assert!(next().starts_with("serving on port "));
@@ -114,7 +164,7 @@ fn tokio_app_prints_its_timings_and_stops_gracefully_on_ctrl_c() {
     let int = Command::new("kill").args(["-INT", &app.0.id().to_string()]).status().unwrap();
     assert!(int.success());
     assert!(next().starts_with("stopped gracefully in "));
-    let status = app.0.wait().unwrap();
+    let status = app.wait("tokio_app", DEADLINE);
     assert!(status.success(), "tokio_app exits 0 after Ctrl-C, got {status}");
 }
 

@@ -10,10 +10,9 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::tools::{run_ok, run_tutorial_clients, tools, PeerServer};
+use common::tools::{run_ok, run_tutorial_clients, tools, PeerServer, TutorialPort};
 use common::TestServer;
 use greeter::blocking::Greeter;
-use greeter::stock_price::PRICE_RANGE;
 use greeter::ServerConfig;
 
 /// Ticks are this far apart on every server in the matrix, so no cell waits 2.5 s a stream.
@@ -51,26 +50,7 @@ impl Server {
 
 /// The Rust client's side of a cell: the tutorial's four calls, every result checked.
 fn rust_client(server: &Server) {
-    let greeter = Greeter::connect(&server.addr(), Duration::from_secs(30));
-    assert_eq!(greeter.say_hello("Rust Client").unwrap(), "Hello Rust Client");
-
-    let ticks = greeter.stock_prices("TSMC", |_| {}).unwrap();
-    assert_eq!(ticks.len(), 5, "ticks: {ticks:?}");
-    for tick in &ticks {
-        assert_eq!(tick.symbol, "TSMC");
-        assert!(PRICE_RANGE.contains(&tick.price), "price {} not in [500, 600)", tick.price);
-    }
-
-    let summary = greeter.record_metrics(&[25.5, 26.8, 27.1]).unwrap();
-    assert_eq!(summary.count, 3);
-    assert!((summary.average - (25.5 + 26.8 + 27.1) / 3.0).abs() < 1e-9, "average {}", summary.average);
-    let empty = greeter.record_metrics(&[]).unwrap();
-    assert_eq!((empty.count, empty.average), (0, 0.0));
-
-    let messages = ["Hello".to_owned(), "Bye".to_owned()];
-    let replies = greeter.chat("Rust", &messages, |_| {}).unwrap();
-    let replies: Vec<(&str, &str)> = replies.iter().map(|r| (r.user.as_str(), r.message.as_str())).collect();
-    assert_eq!(replies, [("Server", "Server received: Hello"), ("Server", "Server received: Bye")]);
+    common::assert_all_four_patterns(&Greeter::connect(&server.addr(), Duration::from_secs(30)), "Rust Client");
 }
 
 /// A Go or Python client checks everything itself and exits non-zero, saying what differed.
@@ -127,12 +107,18 @@ fn python_client_vs_python_server() {
 }
 
 /// The tutorial's `client/main.go` and `client/python_client.py`, as published, dial
-/// `localhost:50051`: our server listens there on IPv6 and IPv4. The only test on a fixed port.
+/// `localhost:50051`: our server listens there on IPv6 and IPv4. The only test on a fixed port:
+/// it takes the port's lock, our server refuses to share a port (no SO_REUSEPORT), and the
+/// ticks counted by our server prove the clients talked to it and not to another process.
 #[test]
 fn the_tutorials_own_clients_work_unmodified_against_our_server() {
+    let _port = TutorialPort::lock();
     let mut config = ServerConfig::default(); // [::]:50051
     config.ticker.interval = Duration::from_millis(INTERVAL_MS);
-    let _server = config.start().expect("our server on port 50051 (is something else listening there?)");
+    let server = config.start().expect("our server on port 50051 (is something else listening there?)");
 
     run_tutorial_clients();
+    // Five ticks for the Go client and five for the Python one, all sent by this server.
+    assert_eq!(server.ticker_stats().ticks_sent(), 10);
+    assert_eq!(server.ticker_stats().completed(), 2);
 }

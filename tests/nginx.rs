@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::examples::ServerProcess;
 use common::load::HelloLoad;
-use common::tools::{hostile_case, nginx, run_tutorial_clients};
+use common::tools::{hostile_case, nginx, run_tutorial_clients, TutorialPort};
 use greeter::blocking::Greeter;
 use grpcio::RpcStatusCode;
 use serde_json::Value;
@@ -149,25 +149,14 @@ fn free_port() -> u16 {
     }
 }
 
-fn all_four_patterns(greeter: &Greeter) {
-    assert_eq!(greeter.say_hello("nginx").unwrap(), "Hello nginx");
-    let ticks = greeter.stock_prices("TSMC", |_| {}).unwrap();
-    assert_eq!(ticks.len(), 5);
-    assert!(ticks.iter().all(|t| t.symbol == "TSMC" && (500.0..600.0).contains(&t.price)), "{ticks:?}");
-    let summary = greeter.record_metrics(&[25.5, 26.8, 27.1]).unwrap();
-    assert_eq!((summary.count, format!("{:.2}", summary.average)), (3, "26.47".to_owned()));
-    let replies = greeter.chat("Rust", &["Hello".to_owned(), "Bye".to_owned()], |_| {}).unwrap();
-    let texts: Vec<&str> = replies.iter().map(|r| r.message.as_str()).collect();
-    assert_eq!(texts, ["Server received: Hello", "Server received: Bye"]);
-}
-
-/// The tutorial's clients dial localhost:50051, so nginx listens there for this test (the
-/// interop test binary, the only other user of that port, never runs at the same time).
+/// The tutorial's clients dial localhost:50051, so nginx listens there for this test, holding
+/// the port's lock (the interop test binary is the other user of that port).
 #[test]
 fn the_tutorial_clients_and_ours_run_all_four_patterns_through_nginx() {
-    let front = Front::start(50051);
+    let _port = TutorialPort::lock();
+    let front = Front::start(TutorialPort::PORT);
     run_tutorial_clients();
-    all_four_patterns(&Greeter::connect(&front.addr(), Duration::from_secs(10)));
+    common::assert_all_four_patterns(&Greeter::connect(&front.addr(), Duration::from_secs(10)), "nginx");
     // 4 calls from each of the three clients went through nginx, to the replicas.
     assert!(front.calls_proxied() >= 12, "nginx's access log shows {} calls", front.calls_proxied());
     assert!(front.served().iter().sum::<usize>() >= 3, "{:?}", front.served());
@@ -198,7 +187,7 @@ fn a_replica_taken_out_of_nginx_then_stopped_costs_no_call() {
         assert!(start.elapsed() < Duration::from_secs(30), "replica 1 still gets calls after the reload");
     }
     front.replicas[1].signal("TERM");
-    let status = front.replicas[1].child.wait().unwrap();
+    let status = front.replicas[1].wait_exit();
     assert!(status.success(), "{status}");
     let at_exit = front.served();
     front.wait_served("the others serve on", |s| s[0] > at_exit[0] + 100 && s[2] > at_exit[2] + 100);
@@ -218,7 +207,7 @@ fn a_replica_killed_behind_nginx_costs_at_most_the_calls_it_was_answering() {
     let load = load(&front.addr());
     front.wait_served("every replica gets calls", |s| s.iter().all(|&n| n >= 20));
     front.replicas[1].signal("KILL");
-    front.replicas[1].child.wait().unwrap();
+    front.replicas[1].wait_exit();
     let at_kill = front.served();
     front.wait_served("the others take the calls", |s| s[0] > at_kill[0] + 200 && s[2] > at_kill[2] + 200);
     let (ok, failures) = load.stop();

@@ -83,26 +83,18 @@ mod with_tls {
         Greeter::connect_tls(&server.addr, Duration::from_secs(10), &tls).unwrap()
     }
 
-    fn all_four_patterns(greeter: &Greeter) {
-        assert_eq!(greeter.say_hello("TLS").unwrap(), "Hello TLS");
-        assert_eq!(greeter.stock_prices("TSMC", |_| {}).unwrap().len(), 5);
-        assert_eq!(greeter.record_metrics(&[1.0, 2.0]).unwrap().average, 1.5);
-        let replies = greeter.chat("Rust", &["secret".to_owned()], |_| {}).unwrap();
-        assert_eq!(replies[0].message, "Server received: secret");
-    }
-
     #[test]
     fn tls_round_trip_for_all_four_patterns() {
         let pki = Pki::new("greeter test CA");
         let server = tls_server(&pki, None);
-        all_four_patterns(&client(&server, &pki, None));
+        super::common::assert_all_four_patterns(&client(&server, &pki, None), "TLS");
     }
 
     #[test]
     fn mutual_tls_round_trip_for_all_four_patterns() {
         let pki = Pki::new("greeter test CA");
         let server = tls_server(&pki, Some(pki.ca_pem()));
-        all_four_patterns(&client(&server, &pki, Some(pki.client())));
+        super::common::assert_all_four_patterns(&client(&server, &pki, Some(pki.client())), "mutual TLS");
     }
 
     #[test]

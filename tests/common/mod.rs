@@ -3,11 +3,13 @@
 
 pub mod examples;
 pub mod load;
+pub mod process;
 pub mod tools;
 
 use std::time::{Duration, Instant};
 
 use greeter::proto::{GreeterClient, StockRequest};
+use greeter::stock_price::PRICE_RANGE;
 use greeter::{blocking, Greeter, GreeterServer, ServerConfig, ShutdownOutcome};
 use grpcio::{ChannelBuilder, EnvBuilder};
 
@@ -62,6 +64,48 @@ impl TestServer {
     pub async fn shutdown_async(mut self) -> ShutdownOutcome {
         self.server.take().unwrap().shutdown_async().await
     }
+}
+
+/// A loopback port bound but not listening, held for as long as the value lives: connecting
+/// to it is refused, and no other process can start listening on it meanwhile (unlike a port
+/// bound, dropped and then reused).
+pub struct RefusedPort {
+    _socket: socket2::Socket,
+    pub addr: String,
+}
+
+impl RefusedPort {
+    pub fn hold() -> Self {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        RefusedPort { _socket: socket, addr: format!("127.0.0.1:{port}") }
+    }
+}
+
+/// The tutorial's four calls through `greeter`, every result checked: the greeting, five
+/// TSMC ticks in the price range, the metrics summary (and an empty one), both chat replies.
+pub fn assert_all_four_patterns(greeter: &blocking::Greeter, name: &str) {
+    assert_eq!(greeter.say_hello(name).unwrap(), format!("Hello {name}"));
+
+    let ticks = greeter.stock_prices("TSMC", |_| {}).unwrap();
+    assert_eq!(ticks.len(), 5, "ticks: {ticks:?}");
+    for tick in &ticks {
+        assert_eq!(tick.symbol, "TSMC");
+        assert!(PRICE_RANGE.contains(&tick.price), "price {} not in [500, 600)", tick.price);
+    }
+
+    let summary = greeter.record_metrics(&[25.5, 26.8, 27.1]).unwrap();
+    assert_eq!(summary.count, 3);
+    assert!((summary.average - (25.5 + 26.8 + 27.1) / 3.0).abs() < 1e-9, "average {}", summary.average);
+    let empty = greeter.record_metrics(&[]).unwrap();
+    assert_eq!((empty.count, empty.average), (0, 0.0));
+
+    let messages = ["Hello".to_owned(), "Bye".to_owned()];
+    let replies = greeter.chat("Rust", &messages, |_| {}).unwrap();
+    let replies: Vec<(&str, &str)> = replies.iter().map(|r| (r.user.as_str(), r.message.as_str())).collect();
+    assert_eq!(replies, [("Server", "Server received: Hello"), ("Server", "Server received: Bye")]);
 }
 
 /// Polls `condition` every 10 ms until it holds; panics with `what` after 10 s.

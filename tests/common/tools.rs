@@ -5,6 +5,11 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::process::{output_within, status_within, DEADLINE};
+
+const SETUP_DEADLINE: Duration = Duration::from_secs(30 * 60);
 
 /// Where setup.sh put everything.
 pub struct Tools {
@@ -26,11 +31,10 @@ pub fn tools() -> &'static Tools {
     TOOLS.get_or_init(|| {
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let out = repo.join("target").join("interop");
-        let status = Command::new("bash")
-            .arg(repo.join("tests/interop/setup.sh"))
-            .arg(&out)
-            .status()
-            .expect("cannot run bash: the interop tests need bash, Go and Python 3");
+        let mut setup = Command::new("bash");
+        setup.arg(repo.join("tests/interop/setup.sh")).arg(&out);
+        // A cold set-up downloads and builds Go and Python packages: minutes, not hours.
+        let status = status_within(setup, "tests/interop/setup.sh (needs bash, Go and Python 3)", SETUP_DEADLINE);
         assert!(
             status.success(),
             "tests/interop/setup.sh failed (its message is above): the interop tests need Go (>= 1.21) \
@@ -70,16 +74,24 @@ impl PeerServer {
     pub fn start(mut cmd: Command, what: &str) -> Self {
         let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let port = line
+        let (first_line, started) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = stdout.read_line(&mut line);
+            let _ = first_line.send(line);
+            // Keep draining stdout so the server never blocks on a full pipe.
+            std::io::copy(&mut stdout, &mut std::io::sink())
+        });
+        let mut server = PeerServer { child, port: 0 }; // killed if the start fails below
+        let line = started
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{what} printed nothing within 60 s"));
+        server.port = line
             .trim()
             .strip_prefix("LISTENING ")
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("{what} did not report its port; it printed {line:?}"));
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        PeerServer { child, port }
+        server
     }
 
     pub fn addr(&self) -> String {
@@ -94,9 +106,10 @@ impl Drop for PeerServer {
     }
 }
 
-/// Runs `cmd` to completion; panics with its whole output unless it exits 0.
-pub fn run_ok(mut cmd: Command, what: &str) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+/// Runs `cmd` to completion (killed after [`DEADLINE`]); panics with its whole output unless
+/// it exits 0.
+pub fn run_ok(cmd: Command, what: &str) -> Output {
+    let out = output_within(cmd, what, DEADLINE);
     assert!(
         out.status.success(),
         "{what} failed ({}):\n--- stdout ---\n{}\n--- stderr ---\n{}",
@@ -105,6 +118,22 @@ pub fn run_ok(mut cmd: Command, what: &str) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// The right to listen on port 50051, which the tutorial's clients dial, held across
+/// processes: two `cargo test` runs at once (two clones, a stress run) take turns instead of
+/// racing for the port. Released when dropped.
+pub struct TutorialPort(#[allow(dead_code)] std::fs::File);
+
+impl TutorialPort {
+    pub const PORT: u16 = 50051;
+
+    pub fn lock() -> Self {
+        let path = std::env::temp_dir().join("greeter-tests-port-50051.lock");
+        let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        file.lock().unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
+        TutorialPort(file)
+    }
 }
 
 /// Runs the tutorial's own Go and Python clients, as published: they dial `localhost:50051`
@@ -131,10 +160,15 @@ pub fn run_tutorial_clients() {
 }
 
 fn assert_tutorial_lines(lines: &[&str], name: &str, stats: &[&str], chat: &[&str]) {
-    let has = |want: &str| lines.iter().any(|l| *l == want);
+    let has = |want: &str| lines.contains(&want);
     assert!(has(&format!("Response: Hello {name}")), "no greeting in {lines:#?}");
-    let ticks: Vec<&&str> = lines.iter().filter(|l| l.starts_with("Stock: TSMC, Price: 5")).collect();
-    assert_eq!(ticks.len(), 5, "{lines:#?}");
+    let prices: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("Stock: TSMC, Price: ")).collect();
+    assert_eq!(prices.len(), 5, "{lines:#?}");
+    for price in prices {
+        // Printed with two decimals, so a price just under 600 may read "600.00".
+        let value: f64 = price.parse().unwrap_or_else(|e| panic!("price {price:?}: {e}"));
+        assert!((500.0..=600.0).contains(&value), "price {price} not in [500, 600]");
+    }
     for line in stats {
         assert!(has(line), "no {line:?} in {lines:#?}");
     }
@@ -162,11 +196,14 @@ pub fn nginx() -> &'static Path {
         let path = PathBuf::from("/usr/sbin/nginx");
         if !path.exists() {
             eprintln!("tests: installing nginx-light with apt-get (once)");
-            let status = Command::new("bash")
-                .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light"])
-                .status();
+            let mut install = Command::new("bash");
+            install.args([
+                "-c",
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light",
+            ]);
+            let status = status_within(install, "apt-get install nginx-light", SETUP_DEADLINE);
             assert!(
-                matches!(status, Ok(s) if s.success()) && path.exists(),
+                status.success() && path.exists(),
                 "the nginx tests need nginx with the gRPC module at {}: `apt-get install nginx-light` (as root) \
                  failed ({status:?}); install it by hand and run them again",
                 path.display()
