@@ -92,7 +92,8 @@ fn cancelling_a_stock_stream_stops_the_ticker_at_once() {
 fn cancelling_after_two_ticks_sends_no_third() {
     let mut config = ServerConfig::local();
     config.ticker.ticks = 100;
-    config.ticker.interval = Duration::from_millis(300);
+    // The client has a whole interval after the second tick to cancel before a third is due.
+    config.ticker.interval = Duration::from_secs(1);
     let server = TestServer::start(config);
     let stats = server.server().ticker_stats();
 
@@ -104,9 +105,8 @@ fn cancelling_after_two_ticks_sends_no_third() {
     }
     stream.cancel();
     drop(stream);
+    // A stopped ticker sends nothing more: its count is final.
     wait_until("the ticker has stopped", || stats.active() == 0);
-    // A few more intervals: a ticker that kept going would have sent more by now.
-    std::thread::sleep(Duration::from_millis(900));
     assert_eq!(stats.ticks_sent(), 2);
     assert_eq!(stats.stopped_early(), 1);
 }
@@ -120,7 +120,8 @@ fn a_deadline_shorter_than_the_interval_is_deadline_exceeded() {
 
     let client = server.raw_client();
     let req = common::tsmc();
-    let opt = CallOption::default().timeout(Duration::from_millis(300));
+    // Long enough for the first tick on a loaded machine, far shorter than the interval.
+    let opt = CallOption::default().timeout(Duration::from_secs(3));
     let mut stream = client.get_stock_price_opt(&req, opt).unwrap();
     let first = block_on(stream.try_next()).unwrap();
     assert!(first.is_some(), "the first tick comes at once");

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{status_code, TestServer};
@@ -60,7 +61,8 @@ fn calls_in_flight_finish_ok_newcomers_are_refused_and_the_server_stops_in_time(
 
     let started = Instant::now();
     let stopping = std::thread::spawn(move || server.shutdown());
-    std::thread::sleep(Duration::from_millis(200));
+    // Shutdown has begun once the listening socket is closed: a bare TCP connect is refused.
+    common::wait_until("the server stops listening", || TcpStream::connect(&addr).is_err());
 
     // A newcomer is refused while the old calls carry on.
     let refused = Greeter::connect(&addr, Duration::from_secs(5)).say_hello("late").unwrap_err();
