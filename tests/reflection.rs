@@ -7,6 +7,7 @@ use common::tools::{run_ok, tools};
 use common::TestServer;
 use futures::executor::block_on;
 use futures::{SinkExt as _, TryStreamExt as _};
+use greeter::proto::health::health_check_response::ServingStatus;
 use greeter::proto::reflection::{v1, v1alpha};
 use greeter::ServerConfig;
 use grpcio::WriteFlags;
@@ -66,6 +67,16 @@ fn grpcurl_calls_unary_and_server_streaming_methods_without_the_proto() {
     let ticks = grpcurl(&server, &["-d", r#"{"symbol":"TSMC"}"#], &["greeter.Greeter/GetStockPrice"]);
     assert_eq!(ticks.matches(r#""symbol": "TSMC""#).count(), 5, "{ticks}");
     assert_eq!(ticks.matches(r#""price": 5"#).count(), 5, "prices in [500, 600): {ticks}");
+}
+
+#[test]
+fn grpcurl_checks_health_without_the_proto() {
+    let server = TestServer::start(ServerConfig::local());
+    let check = || grpcurl(&server, &["-d", r#"{"service":"greeter.Greeter"}"#], &["grpc.health.v1.Health/Check"]);
+    assert_eq!(check(), "{\n  \"status\": \"SERVING\"\n}\n");
+    // The answer is the server's current status, not a constant.
+    server.server().health().set_serving_status("greeter.Greeter", ServingStatus::NOT_SERVING);
+    assert_eq!(check(), "{\n  \"status\": \"NOT_SERVING\"\n}\n");
 }
 
 #[test]

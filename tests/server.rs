@@ -5,11 +5,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{status_code, TestServer};
+use common::{status_code, RefusedPort, TestServer};
 use futures::executor::block_on;
 use futures::TryStreamExt as _;
 use greeter::blocking::Greeter;
-use greeter::proto::health::{health_check_response::ServingStatus, HealthCheckRequest, HealthClient};
+use greeter::proto::health::{
+    health_check_response::ServingStatus, HealthCheckRequest, HealthClient, HealthListRequest,
+};
 use greeter::proto::{HelloReply, HelloRequest};
 use greeter::{ClientError, ServerConfig};
 use grpcio::{CallOption, Marshaller, Method, MethodType, RpcStatusCode};
@@ -65,25 +67,48 @@ fn health_check(client: &HealthClient, service: &str) -> Result<ServingStatus, g
 #[test]
 fn health_is_serving_once_started_and_not_serving_when_shutdown_begins() {
     let mut config = ServerConfig::local();
-    config.grace = Duration::from_secs(5);
+    // Far longer than the test: the shutdown may only end early because the watchers' streams end.
+    config.grace = Duration::from_secs(60);
     let server = TestServer::start(config);
     let health = HealthClient::new(server.channel());
     assert_eq!(health_check(&health, "").unwrap(), ServingStatus::SERVING);
     assert_eq!(health_check(&health, "greeter.Greeter").unwrap(), ServingStatus::SERVING);
     assert_eq!(status_code(&health_check(&health, "no.Such").unwrap_err()), RpcStatusCode::NOT_FOUND);
 
-    // A watcher hears the change the moment shutdown begins.
-    let req = HealthCheckRequest { service: "greeter.Greeter".into(), ..Default::default() };
-    let mut watch = health.watch(&req).unwrap();
-    let first = block_on(watch.try_next()).unwrap().unwrap();
-    assert_eq!(first.status.enum_value_or_default(), ServingStatus::SERVING);
+    // List names every service the server reports on, and only those.
+    let listed = health.list(&HealthListRequest::default()).unwrap();
+    let mut statuses: Vec<(&str, ServingStatus)> =
+        listed.statuses.iter().map(|(name, r)| (name.as_str(), r.status.enum_value_or_default())).collect();
+    statuses.sort_by_key(|&(name, _)| name);
+    assert_eq!(statuses, [("", ServingStatus::SERVING), ("greeter.Greeter", ServingStatus::SERVING)]);
+
+    // Watchers, of the server and of Greeter, held open across the whole shutdown.
+    let mut watches: Vec<_> = ["", "greeter.Greeter"]
+        .into_iter()
+        .map(|service| {
+            let req = HealthCheckRequest { service: service.into(), ..Default::default() };
+            let mut watch = health.watch(&req).unwrap();
+            let first = block_on(watch.try_next()).unwrap().unwrap();
+            assert_eq!(first.status.enum_value_or_default(), ServingStatus::SERVING, "{service:?}");
+            (service, watch)
+        })
+        .collect();
 
     let stopping = std::thread::spawn(move || server.shutdown());
-    let next = block_on(watch.try_next()).unwrap().unwrap();
-    assert_eq!(next.status.enum_value_or_default(), ServingStatus::NOT_SERVING);
-    drop(watch); // Our watch is the last call in flight; leaving lets the server drain.
+    for (service, watch) in &mut watches {
+        // Each hears the change the moment shutdown begins…
+        let next = block_on(watch.try_next()).unwrap().unwrap();
+        assert_eq!(next.status.enum_value_or_default(), ServingStatus::NOT_SERVING, "{service:?}");
+        // …and then the server ends the stream with OK (`Ok(None)`; an error status would be
+        // `Err`), though the client never cancels it.
+        let end = block_on(watch.try_next());
+        assert!(matches!(end, Ok(None)), "{service:?}: the watch ends OK after NOT_SERVING, got {end:?}");
+    }
+    // So the watches, still held here, do not keep the shutdown waiting: the server drained
+    // before the grace period ran out (had it run out, `cancelled_calls` would say so).
     let outcome = stopping.join().unwrap();
     assert!(!outcome.cancelled_calls, "{outcome:?}");
+    drop(watches);
 }
 
 #[test]
@@ -142,11 +167,14 @@ fn shutdown_cancels_calls_still_running_after_the_grace_period() {
 
 #[test]
 fn a_client_with_no_server_says_it_cannot_reach_it() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
+    // Bound but not listening, and held to the end: connecting is refused, and no other
+    // process can start listening on the port in between.
+    let refused = RefusedPort::hold();
+    let addr = refused.addr.clone();
     let err = Greeter::connect(&addr, Duration::from_secs(5)).say_hello("anyone").unwrap_err();
     assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
     assert_eq!(err.to_string(), format!("cannot reach {addr}: connection refused — is the server running?"));
+    drop(refused); // only now may the port go
 }
 
 #[test]
