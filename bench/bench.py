@@ -3,7 +3,8 @@
 
 Every peer serves proto/greeter.proto with the tutorial's semantics. Each cell (scenario x
 server) starts a fresh server pinned to CPU 0 (one worker thread/core), warms it up with ghz,
-then measures one ghz run pinned to CPU 1. Results: <out>/results.json, results.md, plot.png.
+then measures one ghz run pinned to CPU 1; streaming cells then count their messages call by call
+(count_msgs.py). Results: <out>/results.json, results.md, plot.png.
 Standard library only; the plot runs in target/bench/venv (bench/requirements.txt).
 """
 import argparse
@@ -29,6 +30,9 @@ PROTO = os.path.join(REPO, "proto", "greeter.proto")
 GHZ_VERSION = "v0.121.0"  # github.com/bojand/ghz, latest on the Go module proxy when pinned
 GHZ = os.path.join(TB, "bin", "ghz")
 INTEROP = os.path.join(TARGET, "interop")
+INTEROP_PY = os.path.join(INTEROP, "venv", "bin", "python")  # pinned grpcio (tests/interop/setup.sh)
+PYTHON_GEN = os.path.join(INTEROP, "python_gen")
+COUNTER = os.path.join(BENCH, "count_msgs.py")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_CPU, CLIENT_CPU = "0", "1"
 TICKS = 1000  # messages per streaming call, every streaming scenario
@@ -37,20 +41,25 @@ SERVER_BOUND = 0.90  # ...unless the server's core was this busy too (then the s
 ALL_SERVERS = ["rust", "go", "cpp", "tonic", "python"]
 LABELS = {"rust": "rust (ours, grpcio)", "go": "grpc-go", "cpp": "C++ (C-core)", "tonic": "tonic", "python": "Python grpcio"}
 
-# name: (method, data, msgs per call, concurrency, connections, extra ghz flags)
+# name: (method, data, msgs per call, concurrency, connections, extra ghz flags); `check`: the
+# per-call counts that must equal msgs (see check_counts)
 SCENARIOS = {
     "unary": dict(title="unary SayHello, closed loop (max rps)", method="SayHello",
                   data={"name": "bench"}, msgs=1, c=50, conns=4),
     "unary_rate": dict(title="unary SayHello, open loop at a fixed rate", method="SayHello",
                        data={"name": "bench"}, msgs=1, c=50, conns=4, rate=True),
     "server_stream": dict(title=f"server streaming GetStockPrice, {TICKS} ticks/call", method="GetStockPrice",
-                          data={"symbol": "BENCH"}, msgs=TICKS, c=8, conns=2),
+                          data={"symbol": "BENCH"}, msgs=TICKS, c=8, conns=2, check=("received",)),
     "client_stream": dict(title=f"client streaming RecordMetrics, {TICKS} values/call", method="RecordMetrics",
-                          data=[{"value": 500.0 + (i % 100)} for i in range(TICKS)], msgs=TICKS, c=8, conns=2),
+                          data=[{"value": 500.0 + (i % 100)} for i in range(TICKS)], msgs=TICKS, c=8, conns=2,
+                          check=("sent", "counted")),
     "bidi": dict(title=f"bidi Chat, {TICKS} messages/call", method="Chat",
-                 data=[{"user": "bench", "message": f"hello {i}"} for i in range(TICKS)], msgs=TICKS, c=8, conns=2),
+                 data=[{"user": "bench", "message": f"hello {i}"} for i in range(TICKS)], msgs=TICKS, c=8, conns=2,
+                 check=("sent", "received")),
 }
 STREAMING = ["server_stream", "client_stream", "bidi"]
+COUNT_WORDS = {"sent": "messages sent to it", "received": "messages received from it",
+               "counted": "values it counted (MetricSummary.count)"}
 
 
 def log(msg):
@@ -129,6 +138,8 @@ def rust_binary(args):
 def setup_interop(args):
     if not args.no_build:
         run(["bash", os.path.join(REPO, "tests", "interop", "setup.sh")])
+    elif not os.path.exists(INTEROP_PY):
+        die(f"{INTEROP_PY} is missing (run tests/interop/setup.sh, or drop --no-build)")
 
 
 def setup_tonic(args):
@@ -191,10 +202,9 @@ def server_spec(name, port, args):
         return ([os.path.join(INTEROP, "bin", "interop-server"), "--host", "127.0.0.1", "--port", str(port),
                  "--ticks", str(TICKS), "--interval", "0s"], {"GOMAXPROCS": "1"}, "GOMAXPROCS=1")
     if name == "python":
-        return ([os.path.join(INTEROP, "venv", "bin", "python"),
-                 os.path.join(REPO, "tests", "interop", "python", "interop_server.py"),
+        return ([INTEROP_PY, os.path.join(REPO, "tests", "interop", "python", "interop_server.py"),
                  "--port", str(port), "--ticks", str(TICKS), "--interval", "0"],
-                {"PYTHONPATH": os.path.join(INTEROP, "python_gen"), "PYTHONUNBUFFERED": "1"},
+                {"PYTHONPATH": PYTHON_GEN, "PYTHONUNBUFFERED": "1"},
                 "ThreadPoolExecutor(max_workers=16) as the interop server has it (one GIL)")
     if name == "tonic":
         return ([os.path.join(TARGET, "bench-tonic", "release", "greeter-tonic-peer"), "--port", str(port),
@@ -346,6 +356,8 @@ def measure(name, scn_name, args, rps, logdir):
         cpu1, busy1, kids1 = proc_times(srv.proc.pid), busy_cpu_s(), children_cpu_s()
         status = proc_status(srv.proc.pid)
         alive = srv.proc.poll() is None
+        # After the counters: the check's calls are not part of the measurement.
+        counts = check_counts(name, scn_name, srv.target, data_file) if alive and "check" in scn else None
     finally:
         srv.stop()
     if not alive:
@@ -366,6 +378,7 @@ def measure(name, scn_name, args, rps, logdir):
         "calls": count, "ok": ok, "errors": count - ok,
         "error_kinds": rep.get("errorDistribution") or {},
         "duration_s": rep.get("total", 0) / 1e9, "target_rps": rps,
+        # x msgs holds because check_counts found exactly msgs in every call it counted.
         "calls_per_s": calls_s, "msgs_per_s": calls_s * scn["msgs"],
         "latency_ms": {"p50": lat.get("p50"), "p90": lat.get("p90"), "p99": lat.get("p99"),
                        "avg": rep.get("average", 0) / 1e6},
@@ -380,7 +393,42 @@ def measure(name, scn_name, args, rps, logdir):
         "msgs_per_core_s": (count * scn["msgs"]) / cpu if cpu > 0 else None,
         "client_bound": is_client_bound(client_share, cpu / wall if wall else None),
         "server_peak_rss_mib": int(status.get("VmHWM", "0 kB").split()[0]) / 1024,
+        "count_check": counts,
     }
+
+
+def check_counts(name, scn_name, target, data_file):
+    """Counts the messages of scn["c"] calls on the measured server, right after its run.
+
+    ghz reports a stream as OK however many messages it carried, so msgs_per_s = calls/s x msgs
+    is only true if each call carried msgs. count_msgs.py (another client: Python grpcio) makes
+    the same calls at the same concurrency and counts every message; any call with another count
+    fails the cell, so its inflated figure never reaches the table. Returns the counts seen.
+    """
+    scn = SCENARIOS[scn_name]
+    argv = ["taskset", "-c", CLIENT_CPU, INTEROP_PY, COUNTER, "--target", target, "--method", scn["method"],
+            "--data", data_file, "--calls", str(scn["c"]), "--concurrency", str(scn["c"]),
+            "--connections", str(scn["conns"])]
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=180,
+                           env=dict(os.environ, PYTHONPATH=PYTHON_GEN))
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{name} server, {scn_name}: count_msgs.py did not finish in 180 s")
+    if p.returncode != 0:
+        raise RuntimeError(f"count_msgs.py exited {p.returncode}: {p.stderr.strip()[-500:]}")
+    calls = json.loads(p.stdout)
+    wrong = [] if len(calls) == scn["c"] else [f"{len(calls)} calls made, not {scn['c']}"]
+    for i, c in enumerate(calls, 1):
+        if c["error"]:
+            wrong.append(f"call {i} failed ({c['error']}) after {c['received']} {COUNT_WORDS['received']}")
+        else:
+            wrong += [f"call {i}: {c[k]} {COUNT_WORDS[k]}, expected {scn['msgs']}"
+                      for k in scn["check"] if c[k] != scn["msgs"]]
+    if wrong:
+        more = f"; and {len(wrong) - 3} more" if len(wrong) > 3 else ""
+        raise RuntimeError(f"{name} server, {scn_name}: wrong message count in {len(calls)} checked calls: "
+                           + "; ".join(wrong[:3]) + more)
+    return {"calls": len(calls), **{k: sorted({c[k] for c in calls}) for k in scn["check"]}}
 
 
 # --- report -------------------------------------------------------------------------------
@@ -519,6 +567,12 @@ def markdown(doc):
     lines.append(f"Ratios in parentheses are to grpc-go. † ghz's own core was ≥ {CLIENT_BOUND:.0%} busy while "
                  f"the server's was < {SERVER_BOUND:.0%}: the client, not the server, set that rate; compare CPU "
                  "per call/message and messages/s per server core instead.")
+    if any(c and c.get("count_check") for scn in STREAMING for c in res.get(scn, {}).values()):  # not in old JSON
+        lines.append("")
+        calls = "/".join(str(c) for c in sorted({SCENARIOS[s]["c"] for s in STREAMING}))
+        lines.append(f"Streaming messages/s = calls/s × {TICKS}. ghz counts a stream as OK whatever it carried, so "
+                     f"after each measured run bench/count_msgs.py (Python grpcio) makes {calls} concurrent calls "
+                     f"on the same server and counts every message; a call with other than {TICKS} fails the cell.")
     lines.append("")
     lines.append("Workers: " +
                  "; ".join(f"{LABELS[s]}: {doc['workers'].get(s, '?')}" for s in servers) + ".")
@@ -636,8 +690,8 @@ def main():
     setup_ghz()
     if "rust" in servers:
         setup_rust(args)
-    if "go" in servers or "python" in servers:
-        setup_interop(args)
+    if "go" in servers or "python" in servers or set(scenarios) & set(STREAMING):
+        setup_interop(args)  # the Go and Python peers, and count_msgs.py's grpcio
     if "tonic" in servers:
         setup_tonic(args)
     if "cpp" in servers:
@@ -680,7 +734,9 @@ def main():
                        + f", p50 {fmt(cell['latency_ms']['p50'])} ms, p99 {fmt(cell['latency_ms']['p99'])} ms, "
                        f"server {fmt(cell['server_cpu_us_per_call'])} µs CPU/call ({fmt(cell['server_cpu_share'], 2)} core), "
                        f"ghz {fmt(cell['client_cpu_share'], 2)} core, other {fmt(cell['other_cpu_share'], 2)} core, RSS {fmt(cell['server_peak_rss_mib'])} MiB, "
-                       f"errors {cell['errors']}")
+                       f"errors {cell['errors']}"
+                       + (f", {cell['count_check']['calls']} calls counted: {SCENARIOS[scn]['msgs']} msgs each"
+                          if cell["count_check"] else ""))
         except (RuntimeError, OSError, ValueError, json.JSONDecodeError) as e:
             results.setdefault(scn, {})[s] = None
             failures.append(f"{scn}/{s}: {e}")
