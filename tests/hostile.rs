@@ -4,7 +4,8 @@
 //! does, and that a normal SayHello on a fresh connection still works afterwards.
 //!
 //! Where C-core differs from gRPC's PROTOCOL-HTTP2.md / statuscodes.md the assertion follows
-//! C-core and the comment says what the spec wants; `tests/hostile/README.md` has the table.
+//! C-core and the comment says what the spec wants; README.md's "Hostile input" section has
+//! the table.
 //! A C-core upgrade that changes any of these answers fails the test on purpose.
 
 mod common;
@@ -21,13 +22,16 @@ const SCRIPT: &str = "tests/hostile/hostile.py";
 // HTTP/2 error codes (RFC 9113 §7).
 const NO_ERROR: i64 = 0;
 const INTERNAL_ERROR: i64 = 2;
+const ENHANCE_YOUR_CALM: i64 = 11;
 
 // gRPC status codes.
 const OK: i64 = 0;
+const CANCELLED: i64 = 1;
 const UNKNOWN: i64 = 2;
 const RESOURCE_EXHAUSTED: i64 = 8;
 const UNIMPLEMENTED: i64 = 12;
 const INTERNAL: i64 = 13;
+const UNAVAILABLE: i64 = 14;
 
 /// Runs one case of hostile.py against `addr` and returns its JSON line.
 fn run_case(addr: &str, case: &str) -> Value {
@@ -82,6 +86,26 @@ fn followup_ok(r: &Value) {
     assert_eq!(text(f, "reply"), "Hello followup", "{r}");
 }
 
+/// The frames received on stream `sid`, in order, as hostile.py logs them
+/// ("HEADERS s1 END_STREAM").
+fn stream_frames(r: &Value, sid: u32) -> Vec<&str> {
+    let tag = format!("s{sid}");
+    let frames = r["frames"].as_array().unwrap_or_else(|| panic!("no frames: {r}"));
+    frames.iter().filter_map(Value::as_str).filter(|f| f.split(' ').nth(1) == Some(tag.as_str())).collect()
+}
+
+/// The hostile stream (s1) got its Trailers-Only answer and RST_STREAM NO_ERROR, and then the
+/// same pair again and again on the closed stream: `times` identical pairs in all. RFC 9113
+/// §5.1 allows nothing on a stream after RST_STREAM. C-core 1.56 hand-writes these trailers
+/// (`close_from_api`) without marking them sent, so every cancellation that reaches the
+/// transport for the stream writes them once more; the count is the same in every run.
+fn answered_times(r: &Value, times: usize) {
+    let pair = ["HEADERS s1 END_STREAM", "RST_STREAM s1 NO_ERROR"];
+    let expected: Vec<&str> = pair.iter().copied().cycle().take(2 * times).collect();
+    assert_eq!(stream_frames(r, 1), expected, "{r}");
+    assert_eq!(int(r, "distinct_header_blocks"), Some(1), "every repeat is the same header block: {r}");
+}
+
 /// A "Hello hostile" reply with OK: the server took the request as if it were good.
 fn served(r: &Value) {
     grpc_status(r, OK);
@@ -115,21 +139,23 @@ mod checks {
 
     /// Spec: Method → ":method POST", no answer given for others. C-core: Trailers-Only,
     /// HTTP 200, UNKNOWN "Bad method header", then RST_STREAM NO_ERROR (the spec's "early
-    /// server closure"); and it sends that same HEADERS + RST_STREAM pair several times on the
-    /// closed stream (a strict client such as python-h2 answers GOAWAY STREAM_CLOSED).
+    /// server closure"); and it sends that same HEADERS + RST_STREAM pair 6 times in all on
+    /// the closed stream (a strict client such as python-h2 answers GOAWAY STREAM_CLOSED).
     pub fn method_get(r: &Value) {
         grpc_status(r, UNKNOWN);
         assert_eq!(text(r, "grpc_message"), "Bad method header", "{r}");
         assert_eq!(int(r, "stream_reset"), Some(NO_ERROR), "{r}");
+        answered_times(r, 6);
         followup_ok(r);
     }
 
     /// Spec: TE → "te" "trailers" is required; no answer given when it is missing. C-core:
-    /// UNKNOWN "Missing :te header", otherwise as for GET.
+    /// UNKNOWN "Missing :te header", otherwise as for GET (6 pairs too).
     pub fn missing_te(r: &Value) {
         grpc_status(r, UNKNOWN);
         assert_eq!(text(r, "grpc_message"), "Missing :te header", "{r}");
         assert_eq!(int(r, "stream_reset"), Some(NO_ERROR), "{r}");
+        answered_times(r, 6);
         followup_ok(r);
     }
 
@@ -162,8 +188,9 @@ mod checks {
     /// A 4 GiB - 1 prefix, then 8 MiB of body, twice the 4 MiB max_receive_message_len.
     /// statuscodes.md: a message larger than the limit is RESOURCE_EXHAUSTED. C-core 1.56
     /// checks the limit only once a message is complete: it keeps granting flow-control
-    /// window and buffers all of it (server RSS grows by what was sent until the stream
-    /// ends). This documents a weakness, not a wish: when C-core refuses early, flip it.
+    /// window for all of it and answers nothing. That it buffers what it accepted (server RSS
+    /// grows by about what was sent, until the connection closes) was measured by hand, not
+    /// here. This documents a weakness, not a wish: when C-core refuses early, flip it.
     pub fn length_prefix_4gib_streaming(r: &Value) {
         assert_eq!(int(r, "body_bytes_sent"), Some(8 << 20), "{r}");
         assert_eq!(r["stream_reset"], Value::Null, "{r}");
@@ -228,8 +255,9 @@ mod checks {
     /// Spec: servers may limit Request-Headers, 8 KiB suggested; statuscodes.md has
     /// RESOURCE_EXHAUSTED for "larger than configured limit". C-core 1.56: over its 16 KiB
     /// hard limit, Trailers-Only RESOURCE_EXHAUSTED "received metadata size exceeds hard
-    /// limit …" (listing every header), RST_STREAM NO_ERROR, repeated like the GET case. (Between the 8 KiB soft
-    /// and the 16 KiB hard limit C-core refuses at random, so the cases stay well above.)
+    /// limit …" (listing every header), RST_STREAM NO_ERROR, repeated like the GET case but 7
+    /// times in all. (Between the 8 KiB soft and the 16 KiB hard limit C-core refuses at
+    /// random, so the cases stay well above.)
     pub fn header_value_64k(r: &Value) {
         metadata_too_large(r);
     }
@@ -251,14 +279,23 @@ mod checks {
         grpc_status(r, RESOURCE_EXHAUSTED);
         assert!(text(r, "grpc_message").starts_with("received metadata size exceeds hard limit"), "{r}");
         assert_eq!(int(r, "stream_reset"), Some(NO_ERROR), "{r}");
+        answered_times(r, 7);
         followup_ok(r);
     }
 
-    /// Chat: one message answered, then our RST_STREAM(CANCEL): the connection goes on.
+    /// Chat: one message answered, then our RST_STREAM(CANCEL): the connection goes on. On
+    /// the stream we reset, C-core still sends trailers, CANCELLED, and RST_STREAM NO_ERROR;
+    /// RFC 9113 §5.1 says nothing more should come (harmless: a client ignores them).
     pub fn rst_stream_mid_stream(r: &Value) {
         assert_eq!(r["chat_replies_before_reset"], serde_json::json!(["Server received: one"]), "{r}");
         assert_eq!(r["reset_sent"], Value::Bool(true), "{r}");
         assert_eq!(r["ping_acked"], Value::Bool(true), "{r}");
+        assert_eq!(
+            r["frames_after_reset"],
+            serde_json::json!(["HEADERS s1 END_STREAM", "RST_STREAM s1 NO_ERROR"]),
+            "{r}"
+        );
+        assert_eq!(int(r, "grpc_status_after_reset"), Some(CANCELLED), "{r}");
         connection_intact(r);
         followup_ok(r);
     }
@@ -293,6 +330,21 @@ mod checks {
         assert_eq!(int(r, "other_resets"), Some(0), "{r}");
         assert_eq!(r["ping_acked"], Value::Bool(true), "{r}");
         connection_intact(r);
+    }
+
+    /// A Chat open and PINGs back to back, far more often than min_client_ping_interval (5 min
+    /// here). C-core counts a strike for each ping too soon after the previous one (the first
+    /// after it last wrote HEADERS, DATA or WINDOW_UPDATE is free); past max_ping_strikes (2
+    /// here) it sends GOAWAY ENHANCE_YOUR_CALM "too_many_pings", ends the open call
+    /// UNAVAILABLE "Too many pings" and closes the connection. tests/limits.rs checks that
+    /// the two limits are the server's settings.
+    pub fn too_many_pings(r: &Value) {
+        assert_eq!(int(r, "goaway"), Some(ENHANCE_YOUR_CALM), "{r}");
+        assert_eq!(text(r, "goaway_debug"), "too_many_pings", "{r}");
+        assert_eq!(int(r, "pings_since_server_write"), Some(1 + 3), "one free ping, then 2 strikes + 1: {r}");
+        assert_eq!(int(r, "grpc_status"), Some(UNAVAILABLE), "the open call: {r}");
+        assert_eq!(text(r, "grpc_message"), "Too many pings", "{r}");
+        assert_eq!(r["connection_closed"], Value::Bool(true), "{r}");
     }
 }
 
@@ -337,6 +389,7 @@ hostile_cases!(
     close_mid_stream,
     garbage_preface,
     thousand_streams_abandoned,
+    too_many_pings,
 );
 
 /// One server takes the whole suite, case after case, and still answers; a Chat opened by a

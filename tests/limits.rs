@@ -4,12 +4,13 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use common::tools::hostile_case;
 use common::{status_code, wait_until, TestServer};
 use futures::executor::block_on;
 use futures::{SinkExt as _, TryStreamExt as _};
-use greeter::proto::{ChatMessage, GreeterClient};
+use greeter::proto::{ChatMessage, GreeterClient, HelloRequest};
 use greeter::ServerConfig;
 use grpcio::{ChannelBuilder, EnvBuilder, RpcStatusCode, WriteFlags};
 
@@ -79,14 +80,27 @@ fn calls_beyond_max_concurrent_streams_wait_for_a_free_stream() {
     let req = common::tsmc();
 
     let streams: Vec<_> = (0..3).map(|_| client.get_stock_price(&req).unwrap()).collect();
-    wait_until("two subscriptions run", || stats.active() == 2);
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(stats.active(), 2, "the third call waits for a stream");
-    for mut stream in streams {
-        let ticks: Vec<_> = block_on((&mut stream).try_collect::<Vec<_>>()).unwrap();
-        assert_eq!(ticks.len(), 3, "every call completes in the end");
+    let reader = std::thread::spawn(move || {
+        let tick_counts = streams.into_iter().map(|stream| block_on(stream.try_collect::<Vec<_>>()).map(|t| t.len()));
+        tick_counts.collect::<Result<Vec<_>, _>>()
+    });
+
+    // Over the whole run, not at one moment: every ticker lives ~600 ms (3 ticks 300 ms
+    // apart), so a third call that did not wait would show as 3 active for that long.
+    let start = Instant::now();
+    let mut most_active = 0;
+    while stats.completed() < 3 {
+        most_active = most_active.max(stats.active());
+        assert!(most_active <= 2, "a third call ran beside the two streams the server allows");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the three calls did not complete; {} did",
+            stats.completed()
+        );
+        std::thread::sleep(Duration::from_millis(1));
     }
-    wait_until("all three tickers are done", || stats.completed() == 3);
+    assert_eq!(most_active, 2, "the two allowed calls ran side by side");
+    assert_eq!(reader.join().unwrap().unwrap(), [3, 3, 3], "every call completes in the end");
 }
 
 #[test]
@@ -113,6 +127,42 @@ fn a_client_pinging_too_often_is_sent_away() {
     let err = block_on(stream.try_next()).unwrap_err();
     assert_eq!(status_code(&err), RpcStatusCode::UNAVAILABLE, "{err:?}");
 
+    // What the server sends, over raw HTTP/2: a Chat stream open and PINGs back to back.
+    // Each ping within min_client_ping_interval of the previous one is a strike; the
+    // (max_ping_strikes + 1)th strike is answered with GOAWAY ENHANCE_YOUR_CALM
+    // "too_many_pings", the open call ends UNAVAILABLE and the connection is closed.
+    // C-core forgives all strikes whenever it writes HEADERS, DATA or WINDOW_UPDATE (it does
+    // when the call starts), so hostile.py counts the pings since its last such write.
+    let r = hostile_case(&server.addr, "too_many_pings", &[]);
+    const ENHANCE_YOUR_CALM: i64 = 11;
+    const UNAVAILABLE: i64 = 14;
+    assert_eq!(r["goaway"].as_i64(), Some(ENHANCE_YOUR_CALM), "{r}");
+    assert_eq!(r["goaway_debug"].as_str(), Some("too_many_pings"), "{r}");
+    assert_eq!(r["pings_since_server_write"].as_i64(), Some(1 + 2), "one free ping, then max_ping_strikes + 1: {r}");
+    assert_eq!(r["grpc_status"].as_i64(), Some(UNAVAILABLE), "the open call: {r}");
+    assert_eq!(r["grpc_message"].as_str(), Some("Too many pings"), "{r}");
+    assert_eq!(r["connection_closed"].as_bool(), Some(true), "{r}");
+
     // A well-behaved client is still served.
     assert_eq!(server.client().say_hello("calm").unwrap(), "Hello calm");
+}
+
+#[test]
+fn a_reply_over_max_send_message_len_is_resource_exhausted() {
+    let mut config = ServerConfig::local();
+    config.limits.max_send_message_len = 100;
+    let server = TestServer::start(config);
+    let client = server.raw_client();
+    // HelloReply { message: "Hello " + name } is 1 tag byte + 1 length byte + 6 + name bytes
+    // on the wire (under 128 bytes of message): a 92-byte name makes it 100 bytes.
+    let hello = |len: usize| client.say_hello(&HelloRequest { name: "n".repeat(len), ..Default::default() });
+
+    let err = hello(93).unwrap_err();
+    assert_eq!(status_code(&err), RpcStatusCode::RESOURCE_EXHAUSTED, "{err:?}");
+    let grpcio::Error::RpcFailure(status) = &err else { unreachable!() };
+    assert_eq!(status.message(), "Sent message larger than max (101 vs. 100)");
+
+    // The limit itself is allowed, and the server goes on serving.
+    assert_eq!(hello(92).unwrap().message, format!("Hello {}", "n".repeat(92)));
+    assert_eq!(server.client().say_hello("small").unwrap(), "Hello small");
 }

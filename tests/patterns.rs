@@ -92,8 +92,10 @@ fn cancelling_a_stock_stream_stops_the_ticker_at_once() {
 fn cancelling_after_two_ticks_sends_no_third() {
     let mut config = ServerConfig::local();
     config.ticker.ticks = 100;
-    // The client has a whole interval after the second tick to cancel before a third is due.
-    config.ticker.interval = Duration::from_secs(1);
+    // The client has a whole interval after the second tick to cancel before a third is due:
+    // 3 s, because with 1 s a client thread stalled on a machine loaded by other test runs
+    // cancelled late once (a third tick went out before the cancel arrived).
+    config.ticker.interval = Duration::from_secs(3);
     let server = TestServer::start(config);
     let stats = server.server().ticker_stats();
 

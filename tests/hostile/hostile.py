@@ -17,6 +17,7 @@ back. The common fields are
                      {"grpc_status": .., "reply": ..}, else null
     header_blocks    how many header blocks the server sent on the stream (2 = headers +
                      trailers; more means it repeated itself)
+    distinct_header_blocks  how many of those blocks differ (1 = one block sent again and again)
     frames_after_end frames the server sent on the stream after ending or resetting it
     frames           every frame received on the connection, in order ("RST_STREAM s1 CANCEL")
 
@@ -461,6 +462,7 @@ def stream_result(conn, sid, path=SAY_HELLO):
         "reply": reply,
         "response_messages": len(messages),
         "header_blocks": len(st.blocks),
+        "distinct_header_blocks": len({tuple(block) for block in st.blocks}),
         "frames_after_end": st.after_end,
     }
 
@@ -651,15 +653,25 @@ def case_rst_stream_mid_stream(addr):
         conn.pump(lambda: split_messages(st.data) or st.done)
         replies = [string_fields(m).get(2) for m in split_messages(st.data)]
         reset_sent = False
+        frames_before, blocks_before = len(conn.frames), len(st.blocks)
         if not st.done:
             conn.h2.reset_stream(sid, error_code=CANCEL)
             conn.flush()
             reset_sent = True
         pinged = conn.ping()  # the server has seen the RST_STREAM
+        # What the server sends on the stream after our reset comes when the cancellation has
+        # gone through the call, not with the PING ACK: wait for its RST_STREAM (bounded).
+        conn.pump(lambda: st.reset is not None)
+        # Flow-control credit the server may have written before it read our reset is left out.
+        after = [f for f in conn.frames[frames_before:]
+                 if f.split()[1] == f"s{sid}" and not f.startswith("WINDOW_UPDATE")]
+        status_after = header([h for block in st.blocks[blocks_before:] for h in block], "grpc-status")
         follow = followup(conn)
         result = stream_result(conn, sid, CHAT)  # includes what came after our RST_STREAM
         result.update(conn_result(conn))
         result.update({"chat_replies_before_reset": replies, "reset_sent": reset_sent, "ping_acked": pinged})
+        result["frames_after_reset"] = after  # this stream's frames received after our RST_STREAM
+        result["grpc_status_after_reset"] = int(status_after) if status_after is not None else None
         result["followup"] = follow
         return result
     finally:
@@ -782,6 +794,52 @@ def case_thousand_streams_abandoned(addr, total=1000, path=RECORD_METRICS):
     finally:
         for conn in conns:
             conn.close()
+
+
+def case_too_many_pings(addr, max_pings=20):
+    """A Chat stream open (HEADERS only, so the server writes nothing that would reset its
+    ping clock), then PINGs back to back, each sent when the previous one is ACKed: far more
+    often than the server's minimum interval. Stops at the server's GOAWAY, then waits for
+    it to close the connection."""
+    conn = Conn(addr)
+    try:
+        sid = conn.open(request_headers(addr, path=CHAT))
+        sent = 0
+        while sent < max_pings and conn.alive:
+            want = conn.pings_acked + 1
+            conn.h2.ping(sent.to_bytes(8, "big"))
+            conn.flush()
+            sent += 1
+            conn.pump(lambda: conn.pings_acked >= want or conn.goaway is not None)
+        goaway_after = sent if conn.goaway is not None else None
+        conn.pump(lambda: conn.closed)  # True only if the server closes within CASE_DEADLINE
+        result = stream_result(conn, sid, CHAT)
+        result.update(conn_result(conn))
+        result.update({"pings_sent": sent, "pings_acked": conn.pings_acked, "goaway_after_ping": goaway_after})
+        result["pings_since_server_write"] = pings_since_server_write(conn.frames, sent)
+        result["followup"] = None
+        return result
+    finally:
+        conn.close()
+
+
+def pings_since_server_write(frames, pings_sent):
+    """How many of our pings the server received after it last wrote a frame that resets its
+    ping-abuse clock (C-core 1.56 resets it, strikes included, whenever it writes HEADERS, DATA
+    or WINDOW_UPDATE), up to its GOAWAY; None without a GOAWAY.
+
+    Our pings go one at a time, each after the previous ACK. C-core writes the ACKs of the
+    pings it has read before anything else it writes in the same batch, so a PING ACK that
+    arrives before such a frame belongs to a ping read before the reset, and every other ping
+    was read after it."""
+    names = [f.split()[0] for f in frames]
+    if "GOAWAY" not in names:
+        return None
+    before_goaway = frames[: names.index("GOAWAY")]
+    last_write = max((i for i, f in enumerate(before_goaway) if f.split()[0] in ("HEADERS", "DATA", "WINDOW_UPDATE")),
+                     default=-1)
+    acked_before = sum(1 for f in before_goaway[: last_write + 1] if f == "PING s0 ACK")
+    return pings_sent - acked_before
 
 
 CASES = {name[len("case_") :]: fn for name, fn in globals().items() if name.startswith("case_")}
