@@ -78,7 +78,8 @@ fn cancelling_a_stock_stream_stops_the_ticker_at_once() {
     let req = common::tsmc();
     let mut stream = client.get_stock_price(&req).unwrap();
     block_on(stream.next()).unwrap().unwrap();
-    wait_until("the ticker is active", || stats.active() == 1);
+    // The tick reached us; grpcio reports its send complete to the server a moment later.
+    wait_until("the first tick's send is complete", || stats.ticks_sent() == 1);
     stream.cancel();
     drop(stream);
 
@@ -89,13 +90,13 @@ fn cancelling_a_stock_stream_stops_the_ticker_at_once() {
 }
 
 #[test]
-fn cancelling_after_two_ticks_sends_no_third() {
+fn cancelling_after_two_ticks_stops_the_ticker_before_a_third() {
     let mut config = ServerConfig::local();
     config.ticker.ticks = 100;
-    // The client has a whole interval after the second tick to cancel before a third is due:
-    // 3 s, because with 1 s a client thread stalled on a machine loaded by other test runs
-    // cancelled late once (a third tick went out before the cancel arrived).
-    config.ticker.interval = Duration::from_secs(3);
+    // The yardstick: a ticker that only noticed the cancel when its next tick was due would
+    // stop an interval after it, not at once.
+    let interval = Duration::from_secs(3);
+    config.ticker.interval = interval;
     let server = TestServer::start(config);
     let stats = server.server().ticker_stats();
 
@@ -105,12 +106,15 @@ fn cancelling_after_two_ticks_sends_no_third() {
     for _ in 0..2 {
         block_on(stream.next()).unwrap().unwrap();
     }
+    // The tick reached us; grpcio reports its send complete to the server a moment later.
+    wait_until("the second tick's send is complete", || stats.ticks_sent() == 2);
     stream.cancel();
+    let cancelled = std::time::Instant::now();
     drop(stream);
-    // A stopped ticker sends nothing more: its count is final.
     wait_until("the ticker has stopped", || stats.active() == 0);
-    assert_eq!(stats.ticks_sent(), 2);
+    assert!(cancelled.elapsed() < interval, "the ticker stopped {:?} after the cancel", cancelled.elapsed());
     assert_eq!(stats.stopped_early(), 1);
+    assert_eq!(stats.ticks_sent(), 2, "a stopped ticker's count is final: no third tick");
 }
 
 #[test]
