@@ -62,7 +62,11 @@ fn generate(include: &Path, input: &Path, module: &str, out_dir: &Path) -> Resul
         protobuf2::Message::parse_from_bytes(&set.write_to_bytes()?)?;
     let to_generate: Vec<String> = parsed.relative_paths.iter().map(|p| p.to_string()).collect();
     for file in grpcio_compiler::codegen::gen(set_v2.get_file(), &to_generate) {
-        let code = String::from_utf8(file.content)?.replace(&format!("super::{stem}::"), &format!("super::{module}::"));
+        // The method descriptors are made public: the server registers its handlers itself
+        // (src/service.rs), wrapping each in its metrics, instead of through `create_*`.
+        let code = String::from_utf8(file.content)?
+            .replace(&format!("super::{stem}::"), &format!("super::{module}::"))
+            .replace("\nconst METHOD_", "\npub const METHOD_");
         fs::write(out_dir.join(format!("{module}_grpc.rs")), code)?;
         modules.push(format!("{module}_grpc"));
     }

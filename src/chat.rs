@@ -1,8 +1,9 @@
 //! Level 4, bidirectional streaming: `Chat` answers every message as soon as it arrives.
 
 use futures::{future, SinkExt as _, TryStreamExt as _};
-use grpcio::{DuplexSink, RequestStream, RpcContext, RpcStatus, RpcStatusCode, WriteFlags};
+use grpcio::{DuplexSink, RpcContext, RpcStatus, RpcStatusCode, WriteFlags};
 
+use crate::metrics::{Replies, Requests};
 use crate::proto::ChatMessage;
 
 /// The name the server signs its replies with.
@@ -25,8 +26,8 @@ pub fn reply_to(msg: &ChatMessage) -> ChatMessage {
 /// A message longer than `max_len` bytes ends the call with INVALID_ARGUMENT.
 pub fn chat(
     ctx: &RpcContext,
-    mut stream: RequestStream<ChatMessage>,
-    mut sink: DuplexSink<ChatMessage>,
+    mut stream: Requests<ChatMessage>,
+    mut sink: Replies<DuplexSink<ChatMessage>>,
     max_len: usize,
 ) {
     // Replies to messages that are already buffered go out together; `send_all` flushes

@@ -86,6 +86,9 @@ pub struct ServerArgs {
     /// starting on a port in use fails.
     #[arg(long)]
     pub reuse_port: bool,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     /// Do not serve gRPC reflection (grpcurl and similar tools then need the .proto files).
     #[arg(long)]
     pub no_reflection: bool,
@@ -166,6 +169,7 @@ impl ServerArgs {
             drain: self.drain,
             reflection: !self.no_reflection,
             reuse_port: self.reuse_port,
+            metrics_addr: self.metrics_addr.clone(),
             limits: self.limits.limits(),
             tls,
         })

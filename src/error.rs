@@ -11,6 +11,8 @@ pub enum ServerError {
     Bind { addr: String, source: grpcio::Error },
     #[error("cannot build the gRPC server: {0}")]
     Build(#[source] grpcio::Error),
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics { addr: String, source: std::io::Error },
     #[error(transparent)]
     Tls(#[from] TlsError),
 }

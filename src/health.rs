@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use futures::channel::mpsc;
 use futures::StreamExt as _;
 use grpcio::{RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink, UnarySink, WriteFlags};
+
+use crate::metrics::{Replies, Reply};
 use protobuf::EnumOrUnknown;
 
 use crate::proto::health::{
@@ -83,19 +85,22 @@ fn response(status: ServingStatus) -> HealthCheckResponse {
     HealthCheckResponse { status: EnumOrUnknown::new(status), ..Default::default() }
 }
 
-impl crate::proto::health::Health for HealthService {
-    fn check(&mut self, ctx: RpcContext, req: HealthCheckRequest, sink: UnarySink<HealthCheckResponse>) {
-        let reply = match self.status(&req.service) {
-            Some(status) => sink.success(response(status)),
-            None => sink
-                .fail(RpcStatus::with_message(RpcStatusCode::NOT_FOUND, format!("unknown service {:?}", req.service))),
-        };
+/// The three methods, registered by [`Registrar::health`](crate::service::Registrar::health).
+impl HealthService {
+    pub fn check(&self, ctx: &RpcContext, req: HealthCheckRequest, sink: Reply<UnarySink<HealthCheckResponse>>) {
+        let status = self.status(&req.service);
         ctx.spawn(async move {
-            let _ = reply.await;
+            let _ = match status {
+                Some(status) => sink.success(response(status)).await,
+                None => {
+                    let unknown = format!("unknown service {:?}", req.service);
+                    sink.fail(RpcStatus::with_message(RpcStatusCode::NOT_FOUND, unknown)).await
+                }
+            };
         });
     }
 
-    fn list(&mut self, ctx: RpcContext, _req: HealthListRequest, sink: UnarySink<HealthListResponse>) {
+    pub fn list(&self, ctx: &RpcContext, _req: HealthListRequest, sink: Reply<UnarySink<HealthListResponse>>) {
         let statuses = self.state.lock().unwrap().statuses.clone();
         let reply = HealthListResponse {
             statuses: statuses.into_iter().map(|(name, status)| (name, response(status))).collect(),
@@ -106,7 +111,12 @@ impl crate::proto::health::Health for HealthService {
         });
     }
 
-    fn watch(&mut self, ctx: RpcContext, req: HealthCheckRequest, sink: ServerStreamingSink<HealthCheckResponse>) {
+    pub fn watch(
+        &self,
+        ctx: &RpcContext,
+        req: HealthCheckRequest,
+        sink: Replies<ServerStreamingSink<HealthCheckResponse>>,
+    ) {
         let (updates, received) = mpsc::unbounded();
         {
             let mut state = self.state.lock().unwrap();

@@ -13,8 +13,8 @@
 //!  completion-queue thread (grpcio; one per queue, `--completion-queues`)
 //!                   │  looks the method up in the registered services
 //!                   ▼
-//!  service::GreeterService  (the generated `proto::Greeter` trait)
-//!                   │  hands the call to its pattern's file
+//!  service::Registrar's handler for the method: wraps grpcio's sinks and streams in the
+//!                   │  call's metrics (metrics::call) and hands the call to its pattern's file
 //!      ┌────────────┼──────────────────┬───────────────────┐
 //!      ▼            ▼                  ▼                   ▼
 //!  say_hello   stock_price         record_metrics         chat
@@ -49,7 +49,8 @@
 //!
 //! - [`proto`]: the code `build.rs` generates from `proto/greeter.proto`.
 //! - [`say_hello`], [`stock_price`], [`record_metrics`], [`chat`]: one file per pattern.
-//! - [`service`]: the `Greeter` trait implementation that dispatches to them.
+//! - [`service`]: registers every method (Greeter, health, reflection) with its handler, each
+//!   call wrapped in its [`metrics`] (go-grpc-prometheus's names, `/metrics` over HTTP).
 //! - [`server`]: bind, limits, Greeter + [`health`] + [`reflection`] registration;
 //!   [`shutdown`]: the graceful stop.
 //! - [`tls`]: TLS and mutual TLS (cargo feature `tls`).
@@ -61,6 +62,7 @@ pub mod cli;
 pub mod client;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod proto;
 pub mod record_metrics;
 pub mod reflection;

@@ -1,7 +1,7 @@
 //! The code `build.rs` generates from `proto/` at compile time (none of it is in git).
 //!
 //! - The Greeter messages (`HelloRequest`, `StockReply`, …, rust-protobuf 3) and the grpcio
-//!   glue (`Greeter`, the trait our service implements; `create_greeter`; `GreeterClient`)
+//!   glue (the method descriptors `METHOD_GREETER_*` our server registers; `GreeterClient`)
 //!   are re-exported at this module's root.
 //! - [`health`]: the standard `grpc.health.v1` protocol.
 //! - [`reflection`]: the two versions of the server reflection protocol.

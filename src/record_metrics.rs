@@ -1,8 +1,9 @@
 //! Level 3, client streaming: `RecordMetrics` counts and averages a stream of readings.
 
 use futures::TryStreamExt as _;
-use grpcio::{ClientStreamingSink, RequestStream, RpcContext, RpcStatus, RpcStatusCode};
+use grpcio::{ClientStreamingSink, RpcContext, RpcStatus, RpcStatusCode};
 
+use crate::metrics::{Reply, Requests};
 use crate::proto::{Metric, MetricSummary};
 
 /// Why a stream of metrics cannot be summarised.
@@ -72,7 +73,7 @@ impl MetricsAccumulator {
 
 /// Reads the whole stream, then replies with its summary, or fails at the first bad value
 /// without waiting for the rest.
-pub fn record_metrics(ctx: &RpcContext, mut stream: RequestStream<Metric>, sink: ClientStreamingSink<MetricSummary>) {
+pub fn record_metrics(ctx: &RpcContext, mut stream: Requests<Metric>, sink: Reply<ClientStreamingSink<MetricSummary>>) {
     ctx.spawn(async move {
         let mut acc = MetricsAccumulator::default();
         let summary = loop {

@@ -13,11 +13,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::TryStreamExt as _;
-use grpcio::{DuplexSink, RequestStream, RpcContext, RpcStatusCode, WriteFlags};
+use grpcio::{DuplexSink, RpcContext, RpcStatusCode, WriteFlags};
 use protobuf::descriptor::{DescriptorProto, EnumDescriptorProto, FieldDescriptorProto, FileDescriptorProto};
 use protobuf::reflect::FileDescriptor;
 use protobuf::{Message, MessageField};
 
+use crate::metrics::{Replies, Requests};
 use crate::proto::reflection::{v1, v1alpha};
 use crate::service::reply_all;
 use v1::server_reflection_request::Message_request as Question;
@@ -251,18 +252,14 @@ impl ReflectionService {
         ReflectionService { index: Arc::new(index) }
     }
 
-    /// Both services, ready for `ServerBuilder::register_service`.
-    pub fn services(&self) -> [grpcio::Service; 2] {
-        [v1::create_server_reflection(self.clone()), v1alpha::create_server_reflection(self.clone())]
-    }
-
     /// Answers each request on the stream in order; a question we cannot answer gets an
     /// `error_response` and the stream stays open.
-    fn serve<Req: Message, Resp: Message>(
+    /// Registered for both versions by [`Registrar::reflection`](crate::service::Registrar::reflection).
+    pub fn serve<Req: Message, Resp: Message>(
         &self,
         ctx: &RpcContext,
-        requests: RequestStream<Req>,
-        sink: DuplexSink<Resp>,
+        requests: Requests<Req>,
+        sink: Replies<DuplexSink<Resp>>,
     ) {
         let index = self.index.clone();
         let mut sent = HashSet::new();
@@ -278,28 +275,6 @@ impl ReflectionService {
 fn transcode<A: Message, B: Message>(message: &A) -> B {
     let bytes = message.write_to_bytes().expect("a parsed message serializes");
     B::parse_from_bytes(&bytes).expect("v1 and v1alpha share one wire format")
-}
-
-impl v1::ServerReflection for ReflectionService {
-    fn server_reflection_info(
-        &mut self,
-        ctx: RpcContext,
-        stream: RequestStream<v1::ServerReflectionRequest>,
-        sink: DuplexSink<v1::ServerReflectionResponse>,
-    ) {
-        self.serve(&ctx, stream, sink)
-    }
-}
-
-impl v1alpha::ServerReflection for ReflectionService {
-    fn server_reflection_info(
-        &mut self,
-        ctx: RpcContext,
-        stream: RequestStream<v1alpha::ServerReflectionRequest>,
-        sink: DuplexSink<v1alpha::ServerReflectionResponse>,
-    ) {
-        self.serve(&ctx, stream, sink)
-    }
 }
 
 #[cfg(test)]

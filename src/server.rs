@@ -9,10 +9,10 @@ use grpcio::{ChannelBuilder, EnvBuilder, Environment, ServerBuilder, ServerCrede
 
 use crate::error::ServerError;
 use crate::health::HealthService;
-use crate::proto::create_greeter;
-use crate::proto::health::{create_health, health_check_response::ServingStatus};
+use crate::metrics::{MetricsEndpoint, ServerMetrics};
+use crate::proto::health::health_check_response::ServingStatus;
 use crate::reflection::{DescriptorIndex, ReflectionService};
-use crate::service::GreeterService;
+use crate::service::{GreeterService, Registrar};
 use crate::shutdown::{GracefulShutdown, ShutdownOutcome};
 use crate::stock_price::{StockTicker, TickerConfig, TickerStats};
 use crate::tls::ServerTls;
@@ -91,6 +91,9 @@ pub struct ServerConfig {
     /// started on a port already in use fails with [`ServerError::Bind`] instead of silently
     /// taking half the traffic.
     pub reuse_port: bool,
+    /// Serve Prometheus metrics over HTTP at `/metrics` on this address (`HOST:PORT`);
+    /// `None`, the default, counts nothing.
+    pub metrics_addr: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +108,7 @@ impl Default for ServerConfig {
             tls: None,
             reflection: true,
             reuse_port: false,
+            metrics_addr: None,
         }
     }
 }
@@ -123,6 +127,8 @@ impl ServerConfig {
         let ticker = StockTicker::new(self.ticker.clone(), limits.max_subscriptions);
         let greeter = GreeterService::new(ticker.clone(), limits.max_chat_message_len);
         let health = HealthService::default();
+        let metrics = self.metrics_addr.as_ref().map(|_| ServerMetrics::new(ticker.stats()));
+        let registrar = Registrar::new(metrics.clone());
         let channel_args = ChannelBuilder::new(env.clone())
             .max_receive_message_len(clamp(limits.max_receive_message_len))
             .max_send_message_len(clamp(limits.max_send_message_len))
@@ -135,11 +141,11 @@ impl ServerConfig {
             .build_args();
         let mut builder = ServerBuilder::new(env.clone())
             .channel_args(channel_args)
-            .register_service(create_greeter(greeter))
-            .register_service(create_health(health.clone()));
+            .register_service(registrar.greeter(&greeter))
+            .register_service(registrar.health(&health));
         if self.reflection {
             let reflection = ReflectionService::new(DescriptorIndex::for_greeter_server());
-            for service in reflection.services() {
+            for service in registrar.reflection(&reflection) {
                 builder = builder.register_service(service);
             }
         }
@@ -151,6 +157,13 @@ impl ServerConfig {
         let port = server
             .add_listening_port(self.addr.as_str(), credentials)
             .map_err(|source| ServerError::Bind { addr: self.addr.clone(), source })?;
+        let metrics_endpoint = match (&self.metrics_addr, metrics) {
+            (Some(addr), Some(metrics)) => Some(
+                MetricsEndpoint::start(addr, metrics)
+                    .map_err(|source| ServerError::Metrics { addr: addr.clone(), source })?,
+            ),
+            _ => None,
+        };
         server.start();
         health.set_serving_status("", ServingStatus::SERVING);
         health.set_serving_status(GREETER_SERVICE, ServingStatus::SERVING);
@@ -166,6 +179,7 @@ impl ServerConfig {
             port,
             ticker_stats: ticker.stats(),
             shutdown: GracefulShutdown { grace: self.grace, drain: self.drain },
+            metrics_endpoint,
             _env: env,
         })
     }
@@ -183,6 +197,7 @@ pub struct GreeterServer {
     port: u16,
     ticker_stats: Arc<TickerStats>,
     shutdown: GracefulShutdown,
+    metrics_endpoint: Option<MetricsEndpoint>,
     _env: Arc<Environment>,
 }
 
@@ -200,6 +215,11 @@ impl GreeterServer {
         &self.health
     }
 
+    /// Where `/metrics` is served, when the config asked for it.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_endpoint.as_ref().map(MetricsEndpoint::local_addr)
+    }
+
     /// Graceful shutdown with the configured grace period; blocks the calling thread until
     /// the server is stopped. From async code, await [`GreeterServer::shutdown_async`] instead.
     pub fn shutdown(self) -> ShutdownOutcome {
@@ -211,6 +231,10 @@ impl GreeterServer {
     /// executor polling it, so any runtime can await (or spawn) it.
     pub async fn shutdown_async(mut self) -> ShutdownOutcome {
         let outcome = self.shutdown.run(&mut self.server, &self.health).await;
+        // Last, so a final scrape sees the calls the shutdown ended.
+        if let Some(endpoint) = self.metrics_endpoint.take() {
+            endpoint.stop();
+        }
         log::info!("server stopped after {:?}", outcome.elapsed);
         outcome
     }

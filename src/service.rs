@@ -1,14 +1,26 @@
-//! `GreeterService`: the generated `Greeter` trait, each method handed to its pattern's file.
+//! Every method the server serves, registered here by hand rather than through the generated
+//! `create_*` functions: each call's sinks and streams are wrapped in its [`metrics`] in this
+//! one place, and each method handed to the file that implements it.
+//!
+//! [`metrics`]: crate::metrics
+
+use std::sync::Arc;
 
 use futures::{Sink, SinkExt as _, Stream};
-use grpcio::{ClientStreamingSink, DuplexSink, RequestStream, RpcContext, ServerStreamingSink, UnarySink, WriteFlags};
+use grpcio::{
+    ClientStreamingSink, DuplexSink, Method, RpcContext, ServerStreamingSink, Service, ServiceBuilder, UnarySink,
+    WriteFlags,
+};
 
-use crate::proto::{self, ChatMessage, HelloReply, HelloRequest, Metric, MetricSummary, StockReply, StockRequest};
+use crate::health::HealthService;
+use crate::metrics::{MethodMetrics, Replies, Reply, Requests, ServerMetrics};
+use crate::proto::{self, health, reflection};
+use crate::reflection::ReflectionService;
 use crate::stock_price::StockTicker;
 use crate::{chat, record_metrics, say_hello};
 
-/// The `greeter.Greeter` service. grpcio clones it once per completion queue, so it holds
-/// only shared, cheaply cloned state.
+/// The `greeter.Greeter` service's state. grpcio clones each handler once per completion
+/// queue, so it holds only shared, cheaply cloned state.
 #[derive(Clone, Debug)]
 pub struct GreeterService {
     ticker: StockTicker,
@@ -21,26 +33,109 @@ impl GreeterService {
     }
 }
 
-impl proto::Greeter for GreeterService {
-    fn say_hello(&mut self, ctx: RpcContext, req: HelloRequest, sink: UnarySink<HelloReply>) {
-        say_hello::say_hello(&ctx, req, sink)
+/// Builds grpcio services whose handlers count their calls (or not, without metrics).
+pub struct Registrar {
+    metrics: Option<Arc<ServerMetrics>>,
+}
+
+impl Registrar {
+    pub fn new(metrics: Option<Arc<ServerMetrics>>) -> Self {
+        Registrar { metrics }
     }
 
-    fn get_stock_price(&mut self, ctx: RpcContext, req: StockRequest, sink: ServerStreamingSink<StockReply>) {
-        self.ticker.subscribe(&ctx, req, sink)
+    /// `greeter.Greeter`: the tutorial's four patterns.
+    pub fn greeter(&self, greeter: &GreeterService) -> Service {
+        let ticker = greeter.ticker.clone();
+        let max_len = greeter.max_chat_message_len;
+        let builder = self.unary(ServiceBuilder::new(), &proto::METHOD_GREETER_SAY_HELLO, say_hello::say_hello);
+        let builder = self.server_streaming(builder, &proto::METHOD_GREETER_GET_STOCK_PRICE, move |ctx, req, sink| {
+            ticker.subscribe(ctx, req, sink)
+        });
+        let builder =
+            self.client_streaming(builder, &proto::METHOD_GREETER_RECORD_METRICS, record_metrics::record_metrics);
+        let builder = self.duplex(builder, &proto::METHOD_GREETER_CHAT, move |ctx, stream, sink| {
+            chat::chat(ctx, stream, sink, max_len)
+        });
+        builder.build()
     }
 
-    fn record_metrics(
-        &mut self,
-        ctx: RpcContext,
-        stream: RequestStream<Metric>,
-        sink: ClientStreamingSink<MetricSummary>,
-    ) {
-        record_metrics::record_metrics(&ctx, stream, sink)
+    /// `grpc.health.v1.Health`.
+    pub fn health(&self, health: &HealthService) -> Service {
+        let (check, list, watch) = (health.clone(), health.clone(), health.clone());
+        let builder = self.unary(ServiceBuilder::new(), &health::METHOD_HEALTH_CHECK, move |ctx, req, sink| {
+            check.check(ctx, req, sink)
+        });
+        let builder = self.unary(builder, &health::METHOD_HEALTH_LIST, move |ctx, req, sink| list.list(ctx, req, sink));
+        let builder = self
+            .server_streaming(builder, &health::METHOD_HEALTH_WATCH, move |ctx, req, sink| watch.watch(ctx, req, sink));
+        builder.build()
     }
 
-    fn chat(&mut self, ctx: RpcContext, stream: RequestStream<ChatMessage>, sink: DuplexSink<ChatMessage>) {
-        chat::chat(&ctx, stream, sink, self.max_chat_message_len)
+    /// Server reflection, `v1` and `v1alpha`, from one index.
+    pub fn reflection(&self, reflection: &ReflectionService) -> [Service; 2] {
+        let (v1, v1alpha) = (reflection.clone(), reflection.clone());
+        let method = &reflection::v1::METHOD_SERVER_REFLECTION_SERVER_REFLECTION_INFO;
+        let v1 = self.duplex(ServiceBuilder::new(), method, move |ctx, stream, sink| v1.serve(ctx, stream, sink));
+        let method = &reflection::v1alpha::METHOD_SERVER_REFLECTION_SERVER_REFLECTION_INFO;
+        let v1alpha =
+            self.duplex(ServiceBuilder::new(), method, move |ctx, stream, sink| v1alpha.serve(ctx, stream, sink));
+        [v1.build(), v1alpha.build()]
+    }
+
+    fn method<Req, Resp>(&self, method: &Method<Req, Resp>) -> MethodMetrics {
+        self.metrics.as_ref().map_or_else(MethodMetrics::off, |m| m.method(method))
+    }
+
+    fn unary<Req: 'static, Resp: 'static>(
+        &self,
+        builder: ServiceBuilder,
+        method: &Method<Req, Resp>,
+        handler: impl Fn(&RpcContext, Req, Reply<UnarySink<Resp>>) + Send + Clone + 'static,
+    ) -> ServiceBuilder {
+        let metrics = self.method(method);
+        builder.add_unary_handler(method, move |ctx, req, sink| {
+            let call = metrics.start(&ctx, true);
+            handler(&ctx, req, Reply::new(sink, call))
+        })
+    }
+
+    fn server_streaming<Req: 'static, Resp: 'static>(
+        &self,
+        builder: ServiceBuilder,
+        method: &Method<Req, Resp>,
+        handler: impl Fn(&RpcContext, Req, Replies<ServerStreamingSink<Resp>>) + Send + Clone + 'static,
+    ) -> ServiceBuilder {
+        let metrics = self.method(method);
+        builder.add_server_streaming_handler(method, move |ctx, req, sink| {
+            let call = metrics.start(&ctx, true);
+            handler(&ctx, req, Replies::new(sink, call))
+        })
+    }
+
+    fn client_streaming<Req: 'static, Resp: 'static>(
+        &self,
+        builder: ServiceBuilder,
+        method: &Method<Req, Resp>,
+        handler: impl Fn(&RpcContext, Requests<Req>, Reply<ClientStreamingSink<Resp>>) + Send + Clone + 'static,
+    ) -> ServiceBuilder {
+        let metrics = self.method(method);
+        builder.add_client_streaming_handler(method, move |ctx, stream, sink| {
+            let call = metrics.start(&ctx, false);
+            handler(&ctx, Requests::new(stream, call.clone()), Reply::new(sink, call))
+        })
+    }
+
+    fn duplex<Req: 'static, Resp: 'static>(
+        &self,
+        builder: ServiceBuilder,
+        method: &Method<Req, Resp>,
+        handler: impl Fn(&RpcContext, Requests<Req>, Replies<DuplexSink<Resp>>) + Send + Clone + 'static,
+    ) -> ServiceBuilder {
+        let metrics = self.method(method);
+        builder.add_duplex_streaming_handler(method, move |ctx, stream, sink| {
+            let call = metrics.start(&ctx, false);
+            handler(&ctx, Requests::new(stream, call.clone()), Replies::new(sink, call))
+        })
     }
 }
 

@@ -17,6 +17,7 @@ use futures_timer::Delay;
 use grpcio::{RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink, WriteFlags};
 use rand::{rngs::StdRng, Rng as _, SeedableRng as _};
 
+use crate::metrics::Replies;
 use crate::proto::{StockReply, StockRequest};
 
 /// Prices are uniform in this range, like the tutorial's `500 + rand.Float64()*100`.
@@ -86,7 +87,7 @@ impl StockTicker {
 
     /// Starts a ticker for `req.symbol` on the call's completion queue and returns at once,
     /// or refuses with RESOURCE_EXHAUSTED when `max_subscriptions` are already running.
-    pub fn subscribe(&self, ctx: &RpcContext, req: StockRequest, sink: ServerStreamingSink<StockReply>) {
+    pub fn subscribe(&self, ctx: &RpcContext, req: StockRequest, sink: Replies<ServerStreamingSink<StockReply>>) {
         log::info!("Received subscription: {}", req.symbol);
         if self.stats.active.fetch_add(1, Ordering::SeqCst) >= self.max_subscriptions {
             self.stats.active.fetch_sub(1, Ordering::SeqCst);
@@ -105,7 +106,7 @@ impl StockTicker {
     }
 
     /// Runs one subscription; `subscribe` has already counted it as active.
-    async fn run(self, symbol: String, mut sink: ServerStreamingSink<StockReply>) {
+    async fn run(self, symbol: String, mut sink: Replies<ServerStreamingSink<StockReply>>) {
         let outcome = self.send_ticks(&symbol, &mut sink).await;
         let outcome = match outcome {
             Ok(()) => sink.close().await,
@@ -122,7 +123,11 @@ impl StockTicker {
         self.stats.active.fetch_sub(1, Ordering::SeqCst);
     }
 
-    async fn send_ticks(&self, symbol: &str, sink: &mut ServerStreamingSink<StockReply>) -> grpcio::Result<()> {
+    async fn send_ticks(
+        &self,
+        symbol: &str,
+        sink: &mut Replies<ServerStreamingSink<StockReply>>,
+    ) -> grpcio::Result<()> {
         let mut rng = StdRng::from_entropy();
         for tick in 0..self.config.ticks {
             if tick > 0 && !self.config.interval.is_zero() {
@@ -147,7 +152,10 @@ impl StockTicker {
 ///
 /// A grpcio sink's `poll_ready` reports `RemoteStopped` once the call is over, and registers
 /// our waker for that event; polling it beside the timer is how we hear of a cancellation.
-async fn wait_unless_finished(sink: &mut ServerStreamingSink<StockReply>, interval: Duration) -> grpcio::Result<()> {
+async fn wait_unless_finished(
+    sink: &mut Replies<ServerStreamingSink<StockReply>>,
+    interval: Duration,
+) -> grpcio::Result<()> {
     let mut delay = Delay::new(interval);
     future::poll_fn(|cx| {
         if let Poll::Ready(Err(e)) = futures::Sink::poll_ready(Pin::new(&mut *sink), cx) {

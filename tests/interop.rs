@@ -19,13 +19,13 @@ use greeter::ServerConfig;
 const INTERVAL_MS: u64 = 5;
 
 enum Server {
-    Rust(TestServer),
+    Rust(Box<TestServer>),
     Peer(PeerServer),
 }
 
 impl Server {
     fn rust() -> Self {
-        Server::Rust(TestServer::with_interval(Duration::from_millis(INTERVAL_MS)))
+        Server::Rust(Box::new(TestServer::with_interval(Duration::from_millis(INTERVAL_MS))))
     }
 
     fn go() -> Self {

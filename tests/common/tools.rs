@@ -188,27 +188,40 @@ pub fn hostile_case(addr: &str, case: &str, extra: &[&str]) -> serde_json::Value
 }
 
 /// nginx from Debian's packages (`nginx-light` has HTTP/2 and gRPC proxying), installed with
-/// apt-get the first time a test needs it. Fails the test, saying what to install, when it
-/// cannot be.
+/// apt-get the first time a test needs it.
 pub fn nginx() -> &'static Path {
     static NGINX: OnceLock<PathBuf> = OnceLock::new();
-    NGINX.get_or_init(|| {
-        let path = PathBuf::from("/usr/sbin/nginx");
-        if !path.exists() {
-            eprintln!("tests: installing nginx-light with apt-get (once)");
-            let mut install = Command::new("bash");
-            install.args([
-                "-c",
-                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light",
-            ]);
-            let status = status_within(install, "apt-get install nginx-light", SETUP_DEADLINE);
-            assert!(
-                status.success() && path.exists(),
-                "the nginx tests need nginx with the gRPC module at {}: `apt-get install nginx-light` (as root) \
-                 failed ({status:?}); install it by hand and run them again",
-                path.display()
-            );
-        }
-        path
+    NGINX.get_or_init(|| debian_package("/usr/sbin/nginx", "nginx-light", "the nginx tests"))
+}
+
+/// Debian's `prometheus` package: the Prometheus server and `promtool`, installed the first
+/// time a test needs them. Returns the directory they are in.
+pub fn prometheus() -> &'static Path {
+    static PROMETHEUS: OnceLock<PathBuf> = OnceLock::new();
+    PROMETHEUS.get_or_init(|| {
+        let promtool = debian_package("/usr/bin/promtool", "prometheus", "the metrics tests");
+        promtool.parent().unwrap().to_owned()
     })
+}
+
+/// `binary`, installing Debian `package` with apt-get when it is missing (one install at a
+/// time, even across test runs). Fails the test, saying what to install, when it cannot.
+fn debian_package(binary: &str, package: &str, who: &str) -> PathBuf {
+    let path = PathBuf::from(binary);
+    if !path.exists() {
+        eprintln!("tests: installing {package} with apt-get (once)");
+        let script = format!(
+            "flock /tmp/greeter-tests-apt.lock sh -c 'test -e {binary} || (apt-get update -qq && \
+             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {package})'"
+        );
+        let mut install = Command::new("bash");
+        install.args(["-c", &script]);
+        let status = status_within(install, &format!("apt-get install {package}"), SETUP_DEADLINE);
+        assert!(
+            status.success() && path.exists(),
+            "{who} need {binary}: `apt-get install {package}` (as root) failed ({status:?}); install it by hand \
+             and run them again"
+        );
+    }
+    path
 }
