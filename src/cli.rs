@@ -8,8 +8,8 @@ use clap::Args;
 
 use crate::client::{blocking, Greeter, LoadBalancing};
 use crate::error::ClientError;
+use crate::patterns::stock_price::TickerConfig;
 use crate::server::{Limits, ServerConfig};
-use crate::stock_price::TickerConfig;
 use crate::tls::{ClientTls, ServerTls, TlsError};
 
 /// Flags every client example takes.

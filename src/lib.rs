@@ -13,12 +13,13 @@
 //!  completion-queue thread (grpcio; one per queue, `--completion-queues`)
 //!                   │  looks the method up in the registered services
 //!                   ▼
-//!  service::Registrar's handler for the method: wraps grpcio's sinks and streams in the
-//!                   │  call's metrics (metrics::call) and hands the call to its pattern's file
+//!  server::service: the method's handler, registered with its metrics
+//!                   │  wraps grpcio's sinks and streams (metrics::call), hands the call on
 //!      ┌────────────┼──────────────────┬───────────────────┐
 //!      ▼            ▼                  ▼                   ▼
 //!  say_hello   stock_price         record_metrics         chat
 //!  (unary)     (server stream)     (client stream)        (bidi stream)
+//!  └──────────────────── patterns/, one file each ─────────────────────┘
 //! ```
 //!
 //! A handler never blocks. It wraps its work in a future and spawns it on the completion
@@ -47,34 +48,38 @@
 //!
 //! ## The modules
 //!
-//! - [`proto`]: the code `build.rs` generates from `proto/greeter.proto`.
-//! - [`say_hello`], [`stock_price`], [`record_metrics`], [`chat`]: one file per pattern.
-//! - [`service`]: registers every method (Greeter, health, reflection) with its handler, each
-//!   call wrapped in its [`metrics`] (go-grpc-prometheus's names, `/metrics` over HTTP).
-//! - [`server`]: bind, limits, Greeter + [`health`] + [`reflection`] registration;
-//!   [`shutdown`]: the graceful stop.
-//! - [`tls`]: TLS and mutual TLS (cargo feature `tls`).
+//! ```text
+//!  src/
+//!  ├─ patterns/     the tutorial's four levels: say_hello, stock_price (StockTicker),
+//!  │                record_metrics (MetricsAccumulator), chat
+//!  ├─ server/       ServerConfig → GreeterServer: bind, limits, TLS, start (mod.rs);
+//!  │                service.rs registers every method with its handler and metrics;
+//!  │                health.rs, reflection.rs; shutdown.rs (GracefulShutdown)
+//!  ├─ metrics/      go-grpc-prometheus's series, the call wrappers, the /metrics endpoint
+//!  ├─ client/       async Greeter, blocking::Greeter, round_robin balancing
+//!  ├─ proto.rs      the code build.rs generates from proto/
+//!  ├─ tls.rs        certificates for both sides (cargo feature `tls`)
+//!  ├─ cli.rs        the flags the examples share
+//!  └─ error.rs      ServerError, ClientError
+//! ```
+//!
+//! - [`patterns`]: what the server computes, one file per call pattern.
+//! - [`server`]: everything around them; [`server::service`] is the one place where calls
+//!   are registered and wrapped in their [`metrics`].
 //! - [`client`]: the tutorial's four calls from Rust, async ([`Greeter`]) and blocking
-//!   ([`blocking::Greeter`]); [`cli`]: flags shared by the examples.
+//!   ([`blocking::Greeter`]); [`cli`]: flags shared by the examples; [`tls`]: TLS and mutual TLS.
 
-pub mod chat;
 pub mod cli;
 pub mod client;
 pub mod error;
-pub mod health;
 pub mod metrics;
+pub mod patterns;
 pub mod proto;
-pub mod record_metrics;
-pub mod reflection;
-pub mod say_hello;
 pub mod server;
-pub mod service;
-pub mod shutdown;
-pub mod stock_price;
 pub mod tls;
 
 pub use client::{blocking, Greeter, GreeterBuilder, LoadBalancing};
 pub use error::{ClientError, ServerError};
+pub use patterns::stock_price::{StockTicker, TickerConfig};
+pub use server::shutdown::{GracefulShutdown, ShutdownOutcome};
 pub use server::{GreeterServer, Limits, ServerConfig};
-pub use shutdown::{GracefulShutdown, ShutdownOutcome};
-pub use stock_price::{StockTicker, TickerConfig};

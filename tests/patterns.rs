@@ -7,8 +7,8 @@ use std::time::Duration;
 use common::{status_code, wait_until, TestServer};
 use futures::executor::block_on;
 use futures::{SinkExt as _, StreamExt as _, TryStreamExt as _};
+use greeter::patterns::stock_price::PRICE_RANGE;
 use greeter::proto::ChatMessage;
-use greeter::stock_price::PRICE_RANGE;
 use greeter::ServerConfig;
 use grpcio::{CallOption, RpcStatusCode, WriteFlags};
 

@@ -2,7 +2,7 @@
 //! services work unchanged; plus ours (stock subscriptions, chats, ticks) and the process's.
 //!
 //! grpcio has no interceptors, so calls are counted by the sinks and streams the handlers use:
-//! [`service`](crate::service) wraps grpcio's in [`call`]'s types for every method it
+//! [`service`](crate::server::service) wraps grpcio's in [`call`]'s types for every method it
 //! registers, and the handlers never see the difference. Calls grpcio refuses before any
 //! handler runs (an unknown method; a unary request over the size limit) are not counted.
 
@@ -19,7 +19,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::stock_price::TickerStats;
+use crate::patterns::stock_price::TickerStats;
 
 pub use call::{Replies, Reply, Requests};
 pub use endpoint::MetricsEndpoint;

@@ -8,8 +8,8 @@ pub mod tools;
 
 use std::time::{Duration, Instant};
 
+use greeter::patterns::stock_price::PRICE_RANGE;
 use greeter::proto::{GreeterClient, StockRequest};
-use greeter::stock_price::PRICE_RANGE;
 use greeter::{blocking, Greeter, GreeterServer, ServerConfig, ShutdownOutcome};
 use grpcio::{ChannelBuilder, EnvBuilder};
 

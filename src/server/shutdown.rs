@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::health::HealthService;
+use super::health::HealthService;
 use futures::future::{self, Either};
 use futures_timer::Delay;
 

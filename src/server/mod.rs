@@ -1,6 +1,12 @@
-//! Server wiring: bind, completion queues, limits, Greeter + Health + Reflection, shutdown.
+//! Server wiring: bind, completion queues, limits, Greeter + Health + Reflection, metrics,
+//! shutdown (this file), and the services every server runs beside Greeter.
 //!
 //! The handlers know nothing of this file; this file knows nothing of what they compute.
+
+pub mod health;
+pub mod reflection;
+pub mod service;
+pub mod shutdown;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,14 +14,14 @@ use std::time::Duration;
 use grpcio::{ChannelBuilder, EnvBuilder, Environment, ServerBuilder, ServerCredentials};
 
 use crate::error::ServerError;
-use crate::health::HealthService;
 use crate::metrics::{MetricsEndpoint, ServerMetrics};
+use crate::patterns::stock_price::{StockTicker, TickerConfig, TickerStats};
 use crate::proto::health::health_check_response::ServingStatus;
-use crate::reflection::{DescriptorIndex, ReflectionService};
-use crate::service::{GreeterService, Registrar};
-use crate::shutdown::{GracefulShutdown, ShutdownOutcome};
-use crate::stock_price::{StockTicker, TickerConfig, TickerStats};
 use crate::tls::ServerTls;
+use health::HealthService;
+use reflection::{DescriptorIndex, ReflectionService};
+use service::{GreeterService, Registrar};
+use shutdown::{GracefulShutdown, ShutdownOutcome};
 
 /// The service name health reports for Greeter (the empty name stands for the whole server).
 pub const GREETER_SERVICE: &str = "greeter.Greeter";

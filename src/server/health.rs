@@ -14,11 +14,11 @@ use grpcio::{RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink, UnarySin
 use crate::metrics::{Replies, Reply};
 use protobuf::EnumOrUnknown;
 
+use super::service::reply_all;
 use crate::proto::health::{
     health_check_response::ServingStatus, HealthCheckRequest, HealthCheckResponse, HealthListRequest,
     HealthListResponse,
 };
-use crate::service::reply_all;
 
 /// The statuses a server reports, shared by every clone. Starts empty: a service is unknown
 /// (Check: NOT_FOUND) until given a status.
@@ -85,7 +85,7 @@ fn response(status: ServingStatus) -> HealthCheckResponse {
     HealthCheckResponse { status: EnumOrUnknown::new(status), ..Default::default() }
 }
 
-/// The three methods, registered by [`Registrar::health`](crate::service::Registrar::health).
+/// The three methods, registered by [`Registrar::health`](super::service::Registrar::health).
 impl HealthService {
     pub fn check(&self, ctx: &RpcContext, req: HealthCheckRequest, sink: Reply<UnarySink<HealthCheckResponse>>) {
         let status = self.status(&req.service);

@@ -12,12 +12,12 @@ use grpcio::{
     WriteFlags,
 };
 
-use crate::health::HealthService;
+use super::health::HealthService;
+use super::reflection::ReflectionService;
 use crate::metrics::{MethodMetrics, Replies, Reply, Requests, ServerMetrics};
+use crate::patterns::stock_price::StockTicker;
+use crate::patterns::{chat, record_metrics, say_hello};
 use crate::proto::{self, health, reflection};
-use crate::reflection::ReflectionService;
-use crate::stock_price::StockTicker;
-use crate::{chat, record_metrics, say_hello};
 
 /// The `greeter.Greeter` service's state. grpcio clones each handler once per completion
 /// queue, so it holds only shared, cheaply cloned state.

@@ -18,9 +18,9 @@ use protobuf::descriptor::{DescriptorProto, EnumDescriptorProto, FieldDescriptor
 use protobuf::reflect::FileDescriptor;
 use protobuf::{Message, MessageField};
 
+use super::service::reply_all;
 use crate::metrics::{Replies, Requests};
 use crate::proto::reflection::{v1, v1alpha};
-use crate::service::reply_all;
 use v1::server_reflection_request::Message_request as Question;
 use v1::server_reflection_response::Message_response as Answer;
 
@@ -254,7 +254,7 @@ impl ReflectionService {
 
     /// Answers each request on the stream in order; a question we cannot answer gets an
     /// `error_response` and the stream stays open.
-    /// Registered for both versions by [`Registrar::reflection`](crate::service::Registrar::reflection).
+    /// Registered for both versions by [`Registrar::reflection`](super::service::Registrar::reflection).
     pub fn serve<Req: Message, Resp: Message>(
         &self,
         ctx: &RpcContext,
