@@ -22,6 +22,11 @@ const PROTOS: &[(&str, &str)] = &[
     ("health", "grpc/health/v1/health.proto"),
     ("reflection_v1", "grpc/reflection/v1/reflection.proto"),
     ("reflection_v1alpha", "grpc/reflection/v1alpha/reflection.proto"),
+    // gRPC's interop test protocol. Named after their files: the generated code of test.proto
+    // refers to the other two as `super::empty` and `super::messages`.
+    ("empty", "grpc/testing/empty.proto"),
+    ("messages", "grpc/testing/messages.proto"),
+    ("test", "grpc/testing/test.proto"),
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -5,6 +5,7 @@
 //!   are re-exported at this module's root.
 //! - [`health`]: the standard `grpc.health.v1` protocol.
 //! - [`reflection`]: the two versions of the server reflection protocol.
+//! - [`testing`]: `grpc.testing`, gRPC's official interop test protocol.
 #![allow(missing_docs, clippy::all, renamed_and_removed_lints)]
 
 mod generated {
@@ -30,4 +31,12 @@ pub mod reflection {
         pub use super::super::generated::reflection_v1alpha::*;
         pub use super::super::generated::reflection_v1alpha_grpc::*;
     }
+}
+
+/// `grpc.testing`: the messages, `TestService` and `UnimplementedService` of gRPC's official
+/// interop tests.
+pub mod testing {
+    pub use super::generated::empty::Empty;
+    pub use super::generated::messages::*;
+    pub use super::generated::test_grpc::*;
 }
