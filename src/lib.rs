@@ -57,6 +57,7 @@
 //!  │                health.rs, reflection.rs; shutdown.rs (GracefulShutdown)
 //!  ├─ metrics/      go-grpc-prometheus's series, the call wrappers, the /metrics endpoint
 //!  ├─ client/       async Greeter, blocking::Greeter, round_robin balancing
+//!  ├─ interop/      gRPC's official interop cases: grpc.testing.TestService, server and client
 //!  ├─ proto.rs      the code build.rs generates from proto/
 //!  ├─ tls.rs        certificates for both sides (cargo feature `tls`)
 //!  ├─ cli.rs        the flags the examples share
@@ -72,6 +73,7 @@
 pub mod cli;
 pub mod client;
 pub mod error;
+pub mod interop;
 pub mod metrics;
 pub mod patterns;
 pub mod proto;

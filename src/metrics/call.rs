@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use futures::{Sink, Stream};
 use grpcio::{
-    ClientStreamingSink, ClientStreamingSinkResult, DuplexSink, DuplexSinkFailure, RequestStream, RpcStatus,
+    ClientStreamingSink, ClientStreamingSinkResult, DuplexSink, DuplexSinkFailure, Metadata, RequestStream, RpcStatus,
     RpcStatusCode, ServerStreamingSink, ServerStreamingSinkFailure, UnarySink, UnarySinkResult, WriteFlags,
 };
 
@@ -19,6 +19,7 @@ pub trait OneReplySink<T>: Send {
     type Sent: Future<Output = grpcio::Result<()>> + Send;
     fn success(self, reply: T) -> Self::Sent;
     fn fail(self, status: RpcStatus) -> Self::Sent;
+    fn set_headers(&mut self, headers: Metadata);
 }
 
 impl<T> OneReplySink<T> for UnarySink<T> {
@@ -29,6 +30,9 @@ impl<T> OneReplySink<T> for UnarySink<T> {
     fn fail(self, status: RpcStatus) -> UnarySinkResult {
         UnarySink::fail(self, status)
     }
+    fn set_headers(&mut self, headers: Metadata) {
+        UnarySink::set_headers(self, headers)
+    }
 }
 
 impl<T> OneReplySink<T> for ClientStreamingSink<T> {
@@ -38,6 +42,9 @@ impl<T> OneReplySink<T> for ClientStreamingSink<T> {
     }
     fn fail(self, status: RpcStatus) -> ClientStreamingSinkResult {
         ClientStreamingSink::fail(self, status)
+    }
+    fn set_headers(&mut self, headers: Metadata) {
+        ClientStreamingSink::set_headers(self, headers)
     }
 }
 
@@ -50,6 +57,14 @@ pub struct Reply<S> {
 impl<S> Reply<S> {
     pub(crate) fn new(sink: S, call: CallMetrics) -> Self {
         Reply { sink, call }
+    }
+
+    /// Initial metadata to send with the reply (or the failure).
+    pub fn set_headers<T>(&mut self, headers: Metadata)
+    where
+        S: OneReplySink<T>,
+    {
+        self.sink.set_headers(headers)
     }
 
     /// Sends `reply` and OK; resolves once they are sent (an error: the client is gone).
@@ -101,6 +116,7 @@ pub trait StreamSink<T>: Sink<(T, WriteFlags), Error = grpcio::Error> + Unpin + 
     type Failed: Future<Output = grpcio::Result<()>> + Send;
     fn fail(self, status: RpcStatus) -> Self::Failed;
     fn enhance_batch(&mut self, on: bool);
+    fn set_headers(&mut self, headers: Metadata);
 }
 
 impl<T> StreamSink<T> for ServerStreamingSink<T> {
@@ -111,6 +127,9 @@ impl<T> StreamSink<T> for ServerStreamingSink<T> {
     fn enhance_batch(&mut self, on: bool) {
         ServerStreamingSink::enhance_batch(self, on)
     }
+    fn set_headers(&mut self, headers: Metadata) {
+        ServerStreamingSink::set_headers(self, headers)
+    }
 }
 
 impl<T> StreamSink<T> for DuplexSink<T> {
@@ -120,6 +139,9 @@ impl<T> StreamSink<T> for DuplexSink<T> {
     }
     fn enhance_batch(&mut self, on: bool) {
         DuplexSink::enhance_batch(self, on)
+    }
+    fn set_headers(&mut self, headers: Metadata) {
+        DuplexSink::set_headers(self, headers)
     }
 }
 
@@ -148,6 +170,15 @@ impl<S> Replies<S> {
         S: StreamSink<T>,
     {
         self.sink.enhance_batch(on)
+    }
+
+    /// Initial metadata, sent with the first reply (a `fail` before any reply sends none:
+    /// grpcio drops them there); set it before the first reply.
+    pub fn set_headers<T>(&mut self, headers: Metadata)
+    where
+        S: StreamSink<T>,
+    {
+        self.sink.set_headers(headers)
     }
 
     fn noted<R>(&self, result: Poll<grpcio::Result<R>>) -> Poll<grpcio::Result<R>> {

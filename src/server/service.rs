@@ -86,7 +86,7 @@ impl Registrar {
         self.metrics.as_ref().map_or_else(MethodMetrics::off, |m| m.method(method))
     }
 
-    fn unary<Req: 'static, Resp: 'static>(
+    pub(crate) fn unary<Req: 'static, Resp: 'static>(
         &self,
         builder: ServiceBuilder,
         method: &Method<Req, Resp>,
@@ -99,7 +99,7 @@ impl Registrar {
         })
     }
 
-    fn server_streaming<Req: 'static, Resp: 'static>(
+    pub(crate) fn server_streaming<Req: 'static, Resp: 'static>(
         &self,
         builder: ServiceBuilder,
         method: &Method<Req, Resp>,
@@ -112,7 +112,7 @@ impl Registrar {
         })
     }
 
-    fn client_streaming<Req: 'static, Resp: 'static>(
+    pub(crate) fn client_streaming<Req: 'static, Resp: 'static>(
         &self,
         builder: ServiceBuilder,
         method: &Method<Req, Resp>,
@@ -125,7 +125,7 @@ impl Registrar {
         })
     }
 
-    fn duplex<Req: 'static, Resp: 'static>(
+    pub(crate) fn duplex<Req: 'static, Resp: 'static>(
         &self,
         builder: ServiceBuilder,
         method: &Method<Req, Resp>,

@@ -1,0 +1,71 @@
+//! The interop server: [`TestService`] and [`UnimplementedService`] on one port, plaintext
+//! or TLS, as upstream's interop servers run (no health, no reflection, no metrics).
+
+use std::sync::Arc;
+
+use grpcio::{ChannelBuilder, EnvBuilder, Environment, ServerBuilder, ServerCredentials};
+
+use super::service::{TestService, UnimplementedService};
+use crate::error::ServerError;
+use crate::server::service::Registrar;
+use crate::tls::ServerTls;
+
+/// Where and how to serve.
+#[derive(Clone, Debug)]
+pub struct InteropServerConfig {
+    /// `[::]:10000` (upstream's default) listens on every interface, IPv6 and IPv4;
+    /// `127.0.0.1:0` picks a free loopback port.
+    pub addr: String,
+    pub tls: Option<ServerTls>,
+}
+
+impl InteropServerConfig {
+    /// Plaintext on every interface, on `port` (0: any free one).
+    pub fn on_port(port: u16) -> Self {
+        InteropServerConfig { addr: format!("[::]:{port}"), tls: None }
+    }
+
+    /// Binds and starts serving.
+    pub fn start(self) -> Result<InteropServer, ServerError> {
+        let env = Arc::new(EnvBuilder::new().cq_count(1).name_prefix("interop-cq").build());
+        let registrar = Registrar::new(None);
+        // Port sharing off, as for Greeter: a second server on a busy port fails to bind.
+        let args = ChannelBuilder::new(env.clone()).raw_cfg_int(c"grpc.so_reuseport".into(), 0).build_args();
+        let mut server = ServerBuilder::new(env.clone())
+            .channel_args(args)
+            .register_service(TestService.service(&registrar))
+            .register_service(UnimplementedService.service(&registrar))
+            .build()
+            .map_err(ServerError::Build)?;
+        let credentials = match &self.tls {
+            Some(tls) => tls.credentials()?,
+            None => ServerCredentials::insecure(),
+        };
+        let port = server
+            .add_listening_port(self.addr.as_str(), credentials)
+            .map_err(|source| ServerError::Bind { addr: self.addr.clone(), source })?;
+        server.start();
+        let scheme = if self.tls.is_some() { "TLS" } else { "plaintext" };
+        log::info!("interop server (grpc.testing.TestService) serving {scheme} on {} (port {port})", self.addr);
+        Ok(InteropServer { server, port, _env: env })
+    }
+}
+
+/// A running interop server; dropping it stops it at once.
+pub struct InteropServer {
+    server: grpcio::Server,
+    port: u16,
+    _env: Arc<Environment>,
+}
+
+impl InteropServer {
+    /// The port actually bound (the chosen one for port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops accepting calls and waits for the running ones to end.
+    pub fn shutdown(mut self) {
+        let _ = futures::executor::block_on(self.server.shutdown());
+    }
+}
