@@ -1,0 +1,30 @@
+//! gRPC's interop server (`grpc.testing.TestService`), with upstream's flags:
+//! `cargo run --example interop_server -- --port 10000 [--use_tls --tls_cert_file F --tls_key_file F]`.
+//!
+//! Listens on every interface and prints `LISTENING <port>` once it serves (with `--port 0`,
+//! the port it picked); stops on SIGINT/SIGTERM.
+
+use clap::Parser;
+use greeter::cli;
+use greeter::interop::cli::InteropServerArgs;
+
+/// Serve grpc.testing.TestService for gRPC's official interop clients.
+#[derive(Parser)]
+struct Opts {
+    #[command(flatten)]
+    server: InteropServerArgs,
+}
+
+fn main() -> std::process::ExitCode {
+    cli::init_logging();
+    cli::report(run(&Opts::parse()))
+}
+
+fn run(opts: &Opts) -> Result<(), Box<dyn std::error::Error>> {
+    let server = opts.server.config()?.start()?;
+    println!("LISTENING {}", server.port());
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    signals.forever().next();
+    server.shutdown();
+    Ok(())
+}
