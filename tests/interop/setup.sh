@@ -12,6 +12,7 @@ set -euo pipefail
 PROTOC_GEN_GO_VERSION=v1.36.12     # google.golang.org/protobuf
 PROTOC_GEN_GO_GRPC_VERSION=v1.6.2  # google.golang.org/grpc/cmd/protoc-gen-go-grpc
 GRPCURL_VERSION=v1.9.3             # github.com/fullstorydev/grpcurl, for the reflection tests
+GRPC_GO_INTEROP_VERSION=v1.85.0    # google.golang.org/grpc/interop/{client,server}, the official cases
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -90,6 +91,28 @@ else
   say "installing grpcurl@$GRPCURL_VERSION"
   GOBIN=$BIN go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
   stamp grpcurl "$grpcurl_key"
+fi
+
+# --- 2c. grpc-go's official interop client and server -------------------------------
+# `go install` names them `client` and `server`; they are kept as grpc-go-interop-*, next to
+# the grpc-go module's test certificates (testdata/: ca.pem, server1.pem, server1.key).
+step="go install grpc-go interop client and server"
+grpcgo_key="$(go env GOVERSION) $GRPC_GO_INTEROP_VERSION"
+GRPCGO_TESTDATA=$OUT/grpc-go-testdata
+if fresh grpcgo "$grpcgo_key" "$BIN/grpc-go-interop-client" "$BIN/grpc-go-interop-server" \
+  "$GRPCGO_TESTDATA/ca.pem" "$GRPCGO_TESTDATA/server1.pem" "$GRPCGO_TESTDATA/server1.key"; then
+  say "grpc-go interop client and server up to date"
+else
+  say "installing google.golang.org/grpc/interop/{client,server}@$GRPC_GO_INTEROP_VERSION"
+  GOBIN=$TMP/grpcgo go install "google.golang.org/grpc/interop/client@$GRPC_GO_INTEROP_VERSION" \
+    "google.golang.org/grpc/interop/server@$GRPC_GO_INTEROP_VERSION"
+  install_if_changed "$TMP/grpcgo/client" "$BIN/grpc-go-interop-client"
+  install_if_changed "$TMP/grpcgo/server" "$BIN/grpc-go-interop-server"
+  grpcgo_dir=$(go mod download -json "google.golang.org/grpc@$GRPC_GO_INTEROP_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [[ -d $grpcgo_dir/testdata ]] || die "no testdata/ in the grpc-go module (looked in '$grpcgo_dir')"
+  for f in ca.pem server1.pem server1.key; do install_if_changed "$grpcgo_dir/testdata/$f" "$GRPCGO_TESTDATA/$f"; done
+  stamp grpcgo "$grpcgo_key"
 fi
 
 # --- 3. Generated stubs --------------------------------------------------------------
