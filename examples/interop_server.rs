@@ -21,9 +21,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(opts: &Opts) -> Result<(), Box<dyn std::error::Error>> {
+    // Registered before we listen, so a signal sent as soon as the port is printed is ours.
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
     let server = opts.server.config()?.start()?;
     println!("LISTENING {}", server.port());
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
     signals.forever().next();
     server.shutdown();
     Ok(())

@@ -34,6 +34,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
+    // Both signals are ours from the start: a Ctrl-C arriving before the `select!` below
+    // would otherwise kill the process (the flake hunt caught one, just after "serving").
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let server = opts.server.config()?.start()?;
     let greeter = Greeter::connect(&format!("localhost:{}", server.port()), Duration::from_secs(30));
@@ -59,7 +62,7 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
 
     println!("serving on port {}; Ctrl-C to stop", server.port());
     tokio::select! {
-        result = tokio::signal::ctrl_c() => result?,
+        _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
     let outcome = server.shutdown_async().await;
