@@ -4,7 +4,9 @@
 Every peer serves proto/greeter.proto with the tutorial's semantics. Each cell (scenario x
 server) starts a fresh server pinned to CPU 0 (one worker thread/core), warms it up with ghz,
 then measures one ghz run pinned to CPU 1; streaming cells then count their messages call by call
-(count_msgs.py). Results: <out>/results.json, results.md, plot.png.
+(count_msgs.py). With --repeat N every cell is measured N times, round by round (each round runs
+every server once before the next), and reported as the median of its runs with their min-max.
+Results: <out>/results.json, results.md, plot.png.
 Standard library only; the plot runs in target/bench/venv (bench/requirements.txt).
 """
 import argparse
@@ -18,6 +20,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -340,12 +343,12 @@ def is_client_bound(client_share, server_share):
             and (server_share is None or server_share < SERVER_BOUND))
 
 
-def measure(name, scn_name, args, rps, logdir):
+def measure(name, scn_name, args, rps, logdir, rnd=1):
     scn = SCENARIOS[scn_name]
     data_file = os.path.join(logdir, f"data-{scn_name}.json")
     with open(data_file, "w") as f:
         json.dump(scn["data"], f)
-    out_file = os.path.join(logdir, f"ghz-{scn_name}-{name}.json")
+    out_file = os.path.join(logdir, f"ghz-{scn_name}-{name}-r{rnd}.json")
     srv = Server(name, args, logdir)
     try:
         run_ghz(ghz_argv(scn, srv.target, args.warmup, data_file, rps, os.devnull), args.warmup)
@@ -476,12 +479,24 @@ def machine():
             "loadavg_at_start": open("/proc/loadavg").read().split()[:3]}
 
 
+def auto_digits(v):
+    return 0 if abs(v) >= 100 else (1 if abs(v) >= 10 else 2)
+
+
 def fmt(v, digits=None):
     if v is None:
         return "–"
     if digits is None:
-        digits = 0 if abs(v) >= 100 else (1 if abs(v) >= 10 else 2)
+        digits = auto_digits(v)
     return f"{v:,.{digits}f}"
+
+
+def fmt_spread(v, rng, digits=None):
+    """"median (min–max)", the range in the median's precision; just the value without a range."""
+    if v is None or rng is None:
+        return fmt(v, digits)
+    d = auto_digits(v) if digits is None else digits
+    return f"{fmt(v, d)} ({fmt(rng[0], d)}–{fmt(rng[1], d)})"
 
 
 METRICS = [  # (key path, label, applies to streaming only?, higher is better?)
@@ -508,6 +523,56 @@ def get(cell, path):
     return v
 
 
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def median_of(values):
+    """Median of the rounds that have the figure (None if none has it)."""
+    vals = [v for v in values if is_number(v)]
+    if not vals:
+        return None
+    m = statistics.median(vals)
+    # Counts stay integers (an even N averages two middles), so the JSON reads like one run's.
+    return int(m) if all(isinstance(v, int) for v in vals) and m == int(m) else m
+
+
+def combine(runs):
+    """One cell from its rounds: every figure is the median over the rounds; the rounds stay
+    under "runs" (for min-max, and for anyone re-analysing results.json)."""
+    cell = {}
+    for k, first in runs[0].items():
+        vals = [r.get(k) for r in runs]
+        if k == "error_kinds":  # error -> how many calls, over all rounds
+            cell[k] = {}
+            for kinds in vals:
+                for err, n in (kinds or {}).items():
+                    cell[k][err] = cell[k].get(err, 0) + n
+        elif k == "count_check":  # every call counted in any round, and every count seen
+            checks = [c for c in vals if c]
+            cell[k] = {"calls": sum(c["calls"] for c in checks),
+                       **{w: sorted({n for c in checks for n in c[w]}) for w in checks[0] if w != "calls"}} if checks else None
+        elif k == "latency_ms":
+            cell[k] = {p: median_of([v.get(p) for v in vals]) for p in first}
+        elif any(is_number(v) for v in vals):
+            cell[k] = median_of(vals)
+        else:  # server, scenario, workers: the same in every round
+            cell[k] = first
+    # Judged on the medians, like everything else.
+    cell["client_bound"] = is_client_bound(cell["client_cpu_share"], cell["server_cpu_share"])
+    cell["runs"] = [{"round": i, **{k: v for k, v in r.items() if k not in ("server", "scenario", "workers")}}
+                    for i, r in enumerate(runs, 1)]
+    return cell
+
+
+def spread(cell, path):
+    """(min, max) of a figure over the cell's rounds; None with one round, or for an old
+    results.json that has no per-run values."""
+    runs = (cell or {}).get("runs") or []
+    vals = [v for v in (get(r, path) for r in runs) if is_number(v)]
+    return (min(vals), max(vals)) if len(runs) > 1 and vals else None
+
+
 def targets(results):
     """The issue's targets for rust vs grpc-go (and vs C++)."""
     def cell(scn, srv):
@@ -520,7 +585,14 @@ def targets(results):
             return
         ratio = get(a, metric) / get(b, metric)
         met = ratio <= limit if op == "<=" else ratio >= limit
+        # Rounds ran both servers back to back, so round r's ratio pairs like with like: how
+        # far the verdict on the medians would move from round to round.
+        b_runs = {r["round"]: get(r, metric) for r in b.get("runs") or []}
+        per_round = [get(r, metric) / b_runs[r["round"]] for r in a.get("runs") or []
+                     if get(r, metric) and b_runs.get(r["round"])]
         out.append({"target": name, "scenario": scn, "metric": metric, "vs": ref, "ratio": ratio,
+                    "ratio_per_round": per_round,
+                    "rounds_met": sum(1 for x in per_round if (x <= limit if op == "<=" else x >= limit)),
                     "limit": f"{op} {limit}", "met": met,
                     # Only our own cell being client-bound can hide a higher rate of ours.
                     "client_bound": metric == "msgs_per_s" and not met and bool(a.get("client_bound"))})
@@ -538,7 +610,9 @@ def markdown(doc):
     servers = doc["servers"]
     res = doc["results"]
     lines = []
-    head = "| scenario / metric | " + " | ".join(LABELS[s] for s in servers) + " |"
+    n = doc["settings"].get("repeat", 1)  # old results.json: one run per cell
+    what = f"scenario / metric: median of {n} runs (min–max)" if n > 1 else "scenario / metric"
+    head = f"| {what} | " + " | ".join(LABELS[s] for s in servers) + " |"
     lines += [head, "|" + " --- |" * (len(servers) + 1)]
     for scn in doc["scenarios"]:
         extra = f" — {doc['fixed_rps']:,} calls/s offered" if scn == "unary_rate" else ""
@@ -556,7 +630,10 @@ def markdown(doc):
                     row += " failed |"
                     continue
                 v = get(c, path)
-                txt = fmt(v, 0 if path == "errors" else (2 if "share" in path else None))
+                rng = spread(c, path)
+                if path == "errors" and rng and not rng[1]:
+                    rng = None  # "0", not "0 (0–0)": no round had errors
+                txt = fmt_spread(v, rng, 0 if path == "errors" else (2 if "share" in path else None))
                 if path in ("calls_per_s", "msgs_per_s") and c.get("client_bound") and scn != "unary_rate":
                     txt += " †"
                 if s != "go" and base and v is not None and better is not None and path != "errors":
@@ -564,6 +641,11 @@ def markdown(doc):
                 row += f" {txt} |"
             lines.append(row)
     lines.append("")
+    if n > 1:
+        lines.append(f"Every figure is the median of {n} runs of its cell, with the lowest and highest run "
+                     "in parentheses; the servers took turns round by round (round r measured each server "
+                     "once before round r+1 began). Ratios, † and targets are from the medians.")
+        lines.append("")
     lines.append(f"Ratios in parentheses are to grpc-go. † ghz's own core was ≥ {CLIENT_BOUND:.0%} busy while "
                  f"the server's was < {SERVER_BOUND:.0%}: the client, not the server, set that rate; compare CPU "
                  "per call/message and messages/s per server core instead.")
@@ -577,12 +659,20 @@ def markdown(doc):
     lines.append("Workers: " +
                  "; ".join(f"{LABELS[s]}: {doc['workers'].get(s, '?')}" for s in servers) + ".")
     if doc["targets"]:
-        lines += ["", "| target (ours vs peer) | ratio | met? |", "| --- | --- | --- |"]
+        per_round = n > 1 and any(len(t.get("ratio_per_round") or []) > 1 for t in doc["targets"])
+        lines += ["", "| target (ours vs peer) | ratio" + (" of medians (per-round min–max)" if per_round else "")
+                  + " | met? |", "| --- | --- | --- |"]
         for t in doc["targets"]:
             verdict = "yes" if t["met"] else "no"
+            rounds = t.get("ratio_per_round") or []
+            ratio = f"×{t['ratio']:.2f}"
+            if len(rounds) > 1:
+                ratio += f" ({min(rounds):.2f}–{max(rounds):.2f})"
+                if t["rounds_met"] not in (0, len(rounds)):  # the verdict hangs on which round
+                    verdict += f" (met in {t['rounds_met']} of {len(rounds)} rounds)"
             if t.get("client_bound"):
                 verdict += " (client-bound: inconclusive)"
-            lines.append(f"| {t['target']} | ×{t['ratio']:.2f} | {verdict} |")
+            lines.append(f"| {t['target']} | {ratio} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
@@ -618,10 +708,12 @@ def publish(doc, md, plot):
     if plot and os.path.exists(plot):
         shutil.copy(plot, os.path.join(BENCH, "results", "plot.png"))
     path = os.path.join(REPO, "BENCHMARKS.md")
+    n = doc["settings"].get("repeat", 1)
     begin, end = "<!-- BEGIN bench/run output -->", "<!-- END bench/run output -->"
     block = (f"{begin}\n_Generated by `{doc['command']}` on {doc['date']} ({doc['machine']['cpu_model']}, "
              f"{doc['machine']['cores']} cores, kernel {doc['machine']['kernel']}; load average at start / end "
-             f"{' '.join(doc['machine']['loadavg_at_start'])} / {' '.join(doc['machine'].get('loadavg_at_end', []))}). Run time {doc['elapsed_s'] / 60:.1f} min._\n\n"
+             f"{' '.join(doc['machine']['loadavg_at_start'])} / {' '.join(doc['machine'].get('loadavg_at_end', []))}). Run time {doc['elapsed_s'] / 60:.1f} min"
+             + (f"; every cell measured {n} times, servers taking turns round by round" if n > 1 else "") + "._\n\n"
              + ("![benchmark plot](bench/results/plot.png)\n\n" if plot else "")
              + open(md).read() + end)
     if os.path.exists(path):
@@ -639,6 +731,17 @@ def publish(doc, md, plot):
 
 # --- main ---------------------------------------------------------------------------------
 
+def run_summary(c, scn):
+    """One progress line's figures: of one run, or of a cell's medians."""
+    return (f"{fmt(c['calls_per_s'])} calls/s" + (f" = {fmt(c['msgs_per_s'])} msgs/s" if scn in STREAMING else "")
+            + f", p50 {fmt(c['latency_ms']['p50'])} ms, p99 {fmt(c['latency_ms']['p99'])} ms, "
+            f"server {fmt(c['server_cpu_us_per_call'])} µs CPU/call ({fmt(c['server_cpu_share'], 2)} core), "
+            f"ghz {fmt(c['client_cpu_share'], 2)} core, other {fmt(c['other_cpu_share'], 2)} core, "
+            f"RSS {fmt(c['server_peak_rss_mib'])} MiB, errors {c['errors']}"
+            + (f", {c['count_check']['calls']} calls counted: {SCENARIOS[scn]['msgs']} msgs each"
+               if c["count_check"] else ""))
+
+
 def main():
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="~2.5 s per cell (0.5 s warm-up + 2 s)")
@@ -647,6 +750,9 @@ def main():
     ap.add_argument("--out", help="result directory (default target/bench)")
     ap.add_argument("--duration", type=float, help="measured seconds per cell (default 10, quick 2)")
     ap.add_argument("--warmup", type=float, help="warm-up seconds per cell (default 2, quick 0.5)")
+    ap.add_argument("--repeat", type=int, metavar="N",
+                    help="measure every cell N times, servers taking turns round by round, and report the "
+                         "median with min-max (default 3, quick 1)")
     ap.add_argument("--rps", type=int, help="offered rate of unary_rate (default: half the slowest max rps)")
     ap.add_argument("--rust-server", help="use this greeter server binary instead of building it")
     ap.add_argument("--wait-idle", type=float,
@@ -665,6 +771,10 @@ def main():
     args.warmup = args.warmup or (0.5 if args.quick else 2.0)
     if args.wait_idle is None:
         args.wait_idle = 0.0 if args.quick else 20.0
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.repeat < 1:
+        die("--repeat must be at least 1")
     servers = [s for s in args.servers.split(",") if s]
     for s in servers:
         if s not in ALL_SERVERS:
@@ -705,51 +815,64 @@ def main():
     setup_s = time.time() - start
 
     cells = [(scn, s) for scn in scenarios for s in servers]
-    per_cell = args.warmup + args.duration + 1.5
-    total_est = per_cell * len(cells)
-    log(f"bench: setup took {setup_s:.0f} s; {len(cells)} cells, {args.warmup:g} s warm-up + {args.duration:g} s "
-        f"each, ~{total_est / 60:.1f} min. Server on CPU {SERVER_CPU}, ghz on CPU {CLIENT_CPU}.")
+    n = args.repeat
+    per_run = args.warmup + args.duration + 1.5
+    planned = len(cells) * n  # runs; shrinks when a failed cell skips its later rounds
+    log(f"bench: setup took {setup_s:.0f} s; {len(cells)} cells × {n} round{'s' * (n > 1)}, {args.warmup:g} s "
+        f"warm-up + {args.duration:g} s each, ~{per_run * planned / 60:.1f} min. Server on CPU {SERVER_CPU}, "
+        f"ghz on CPU {CLIENT_CPU}.")
     for s in servers:
         log(f"bench:   {LABELS[s]:<22} {server_spec(s, 0, args)[2]}")
     results, failures, workers = {}, [], {}
     fixed_rps = args.rps
     t_run = time.time()
-    for i, (scn, s) in enumerate(cells, 1):
+    done = 0
+    # Scenario by scenario, and within one, round by round over every server: drift of the
+    # machine (other jobs, thermal) then falls on every server alike, and unary_rate's rate
+    # comes from unary's medians.
+    for scn in scenarios:
         if scn == "unary_rate" and fixed_rps is None:
             maxes = [c["calls_per_s"] for c in results.get("unary", {}).values() if c and c["calls_per_s"]]
             fixed_rps = max(100, int(round(min(maxes) / 2 / 100.0) * 100)) if maxes else 1000
             log(f"bench: unary_rate offers {fixed_rps} calls/s (half the slowest max rps)")
-        if args.wait_idle > 0:
-            idle_load = wait_idle(args.wait_idle)
-            if idle_load >= 0.3:
-                log(f"bench: the machine stays busy ({idle_load:.2f} cores used by others); measuring anyway")
-        try:
-            cell = measure(s, scn, args, fixed_rps if scn == "unary_rate" else None, logdir)
-            workers[s] = f"{cell['workers']} (OS threads in the process: {cell['server_threads']})"
-            results.setdefault(scn, {})[s] = cell
-            bad = cell["errors"] > 0 or not cell["calls"]
-            if bad:
-                failures.append(f"{scn}/{s}: {cell['errors']} errors of {cell['calls']} calls {cell['error_kinds']}")
-            summary = (f"{fmt(cell['calls_per_s'])} calls/s" + (f" = {fmt(cell['msgs_per_s'])} msgs/s" if scn in STREAMING else "")
-                       + f", p50 {fmt(cell['latency_ms']['p50'])} ms, p99 {fmt(cell['latency_ms']['p99'])} ms, "
-                       f"server {fmt(cell['server_cpu_us_per_call'])} µs CPU/call ({fmt(cell['server_cpu_share'], 2)} core), "
-                       f"ghz {fmt(cell['client_cpu_share'], 2)} core, other {fmt(cell['other_cpu_share'], 2)} core, RSS {fmt(cell['server_peak_rss_mib'])} MiB, "
-                       f"errors {cell['errors']}"
-                       + (f", {cell['count_check']['calls']} calls counted: {SCENARIOS[scn]['msgs']} msgs each"
-                          if cell["count_check"] else ""))
-        except (RuntimeError, OSError, ValueError, json.JSONDecodeError) as e:
-            results.setdefault(scn, {})[s] = None
-            failures.append(f"{scn}/{s}: {e}")
-            summary = f"FAILED: {e}"
-        el = time.time() - t_run
-        left = (el / i) * (len(cells) - i)
-        log(f"[{i:>2}/{len(cells)} {el:5.0f}s elapsed, ~{left:4.0f}s left] {scn:<13} {s:<6} {summary}")
+        runs = {s: [] for s in servers}  # None once a round of that server failed
+        for r in range(1, n + 1):
+            where = f", round {r}/{n}" if n > 1 else ""
+            for s in servers:
+                if runs[s] is None:
+                    continue
+                if args.wait_idle > 0:
+                    idle_load = wait_idle(args.wait_idle)
+                    if idle_load >= 0.3:
+                        log(f"bench: the machine stays busy ({idle_load:.2f} cores used by others); measuring anyway")
+                try:
+                    one = measure(s, scn, args, fixed_rps if scn == "unary_rate" else None, logdir, r)
+                    workers[s] = f"{one['workers']} (OS threads in the process: {one['server_threads']})"
+                    runs[s].append(one)
+                    if one["errors"] > 0 or not one["calls"]:
+                        failures.append(f"{scn}/{s}{where}: {one['errors']} errors of {one['calls']} calls "
+                                        f"{one['error_kinds']}")
+                    summary = run_summary(one, scn)
+                except (RuntimeError, OSError, ValueError, json.JSONDecodeError) as e:
+                    runs[s] = None  # the cell fails as a whole; its later rounds would not count
+                    failures.append(f"{scn}/{s}{where}: {e}")
+                    planned -= n - r
+                    summary = f"FAILED: {e}" + (f" (rounds {r + 1}–{n} skipped)" if r < n else "")
+                done += 1
+                el = time.time() - t_run
+                left = (el / done) * (planned - done)
+                log(f"[{done:>2}/{planned} {el:5.0f}s elapsed, ~{left:4.0f}s left] {scn:<13} {s:<6} "
+                    f"{f'round {r}/{n} ' if n > 1 else ''}{summary}")
+        for s in servers:
+            results.setdefault(scn, {})[s] = combine(runs[s]) if runs[s] else None
+            if n > 1 and runs[s]:
+                log(f"bench:   {scn:<13} {s:<6} median of {n}: {run_summary(results[scn][s], scn)}")
 
     doc = {
         "command": " ".join(["bash bench/run"] + sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info, "versions": versions(servers),
-        "settings": {"quick": args.quick, "warmup_s": args.warmup, "duration_s": args.duration,
+        "settings": {"quick": args.quick, "warmup_s": args.warmup, "duration_s": args.duration, "repeat": n,
                      "server_cpu": SERVER_CPU, "client_cpu": CLIENT_CPU, "ticks": TICKS,
                      "scenarios": {k: {kk: vv for kk, vv in SCENARIOS[k].items() if kk != "data"} for k in scenarios}},
         "servers": servers, "scenarios": scenarios, "fixed_rps": fixed_rps, "workers": workers,
