@@ -268,7 +268,14 @@ mod checks {
     /// **Weakness**, closed in front of the server: nginx answers GOAWAY ENHANCE_YOUR_CALM
     /// (tests/nginx.rs). When C-core enforces the limit from the first frame, flip this.
     pub fn header_value_64k_before_settings_ack(r: &Value) {
-        served(r);
+        // Usually served. Rarely (1 run in ~40 under load) C-core's random early detection
+        // refuses it at the soft limit (8 KiB) even before the ACK: both outcomes are C-core's.
+        if int(r, "grpc_status") == Some(RESOURCE_EXHAUSTED) {
+            assert!(text(r, "grpc_message").starts_with("received metadata size exceeds soft limit"), "{r}");
+            followup_ok(r);
+        } else {
+            served(r);
+        }
     }
 
     pub fn many_headers(r: &Value) {

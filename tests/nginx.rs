@@ -225,8 +225,10 @@ fn int(r: &Value, key: &str) -> Option<i64> {
 #[test]
 fn nginx_refuses_a_64k_header_sent_before_settings_ack() {
     let front = Front::start(0);
+    // The bare server usually takes it (rarely C-core's random early detection refuses it at
+    // the 8 KiB soft limit; tests/hostile.rs names both outcomes).
     let bare = hostile_case(&front.replicas[0].addr(), "header_value_64k_before_settings_ack", &[]);
-    assert_eq!(int(&bare, "grpc_status"), Some(0), "the bare server takes it: {bare}");
+    assert!(matches!(int(&bare, "grpc_status"), Some(0) | Some(8)), "the bare server answers: {bare}");
 
     let before = front.served();
     let r = hostile_case(&front.addr(), "header_value_64k_before_settings_ack", &[]);
