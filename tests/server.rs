@@ -185,3 +185,30 @@ fn two_servers_run_side_by_side_on_their_own_ports() {
     assert_eq!(a.client().say_hello("a").unwrap(), "Hello a");
     assert_eq!(b.client().say_hello("b").unwrap(), "Hello b");
 }
+
+/// Established TCP connections this process has open to `port` (the client ends).
+fn connections_to(port: u16) -> usize {
+    let tables = ["/proc/self/net/tcp", "/proc/self/net/tcp6"].map(|t| std::fs::read_to_string(t).unwrap());
+    let rows = tables.iter().flat_map(|t| t.lines().skip(1));
+    rows.filter(|row| {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        let remote_port = u16::from_str_radix(cols[2].rsplit(':').next().unwrap(), 16).unwrap();
+        remote_port == port && cols[3] == "01"
+    })
+    .count()
+}
+
+/// C-core shares one TCP connection among all channels with the same target and settings
+/// unless told otherwise; a `Greeter` is meant to be a connection of its own (a soak with 8
+/// clients was 8 calls multiplexed on one socket before this).
+#[test]
+fn every_client_has_a_connection_of_its_own_and_clones_share_it() {
+    let server = TestServer::with_interval(Duration::ZERO);
+    let port = server.server().port();
+    let (a, b) = (server.client(), server.client());
+    let a_clone = Greeter::from(a.as_async().clone());
+    for client in [&a, &b, &a_clone] {
+        assert_eq!(client.say_hello("conn").unwrap(), "Hello conn");
+    }
+    assert_eq!(connections_to(port), 2, "two clients (and a clone of one) should hold exactly two connections");
+}

@@ -55,7 +55,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt as _, SinkExt as _, Stream, StreamExt as _, TryStreamExt as _};
-use grpcio::{CallOption, ChannelBuilder, ClientDuplexReceiver, EnvBuilder, WriteFlags};
+use grpcio::{CallOption, Channel, ChannelBuilder, ClientDuplexReceiver, EnvBuilder, WriteFlags};
 
 use crate::error::ClientError;
 use crate::proto::{ChatMessage, GreeterClient, HelloRequest, Metric, MetricSummary, StockReply, StockRequest};
@@ -68,6 +68,7 @@ pub use balancing::LoadBalancing;
 #[derive(Clone)]
 pub struct Greeter {
     client: GreeterClient,
+    channel: Channel,
     addr: Arc<str>,
     deadline: Duration,
 }
@@ -122,7 +123,13 @@ impl Greeter {
     }
 
     fn with_channel(builder: ChannelBuilder, addr: &str, deadline: Duration) -> Self {
-        Greeter { client: GreeterClient::new(builder.connect(addr)), addr: addr.into(), deadline }
+        let channel = builder.connect(addr);
+        Greeter { client: GreeterClient::new(channel.clone()), channel, addr: addr.into(), deadline }
+    }
+
+    /// The connection, for other services the server offers on it (health, reflection).
+    pub fn channel(&self) -> &Channel {
+        &self.channel
     }
 
     /// The generated client, for calls this wrapper does not cover.
@@ -290,5 +297,10 @@ impl Stream for ChatReplies {
 /// Our own message limits are the server's business: the client accepts any size.
 fn channel_builder() -> ChannelBuilder {
     let env = Arc::new(EnvBuilder::new().cq_count(1).name_prefix("greeter-client").build());
-    ChannelBuilder::new(env).max_receive_message_len(-1).max_send_message_len(-1)
+    // Its own connection: C-core otherwise shares one TCP connection among all channels to
+    // the same address with the same settings, so two `Greeter`s would silently be one.
+    ChannelBuilder::new(env)
+        .max_receive_message_len(-1)
+        .max_send_message_len(-1)
+        .raw_cfg_int(c"grpc.use_local_subchannel_pool".into(), 1)
 }
