@@ -60,6 +60,7 @@
 //!  ├─ interop/      gRPC's official interop cases: grpc.testing.TestService, server and client
 //!  ├─ proto.rs      the code build.rs generates from proto/
 //!  ├─ tls.rs        certificates for both sides (cargo feature `tls`)
+//!  ├─ heap.rs       malloc's in-use and free bytes (leak or kept memory?)
 //!  ├─ cli.rs        the flags the examples share
 //!  └─ error.rs      ServerError, ClientError
 //! ```
@@ -73,6 +74,7 @@
 pub mod cli;
 pub mod client;
 pub mod error;
+pub mod heap;
 pub mod interop;
 pub mod metrics;
 pub mod patterns;

@@ -123,6 +123,12 @@ fn every_method_and_code_is_at_zero_before_the_first_call() {
     assert_eq!(metrics.get("greeter_chats_open", &[]), Some(0.0));
     assert_eq!(metrics.get("greeter_stock_subscriptions_active", &[]), Some(0.0));
     assert!(metrics.get("process_resident_memory_bytes", &[]).unwrap() > 1e6);
+    // malloc's heap as glibc sees it: this test process has handed out well over 100 kB, and
+    // what it holds freed is a count of bytes, not a sentinel.
+    let in_use = metrics.get("greeter_malloc_in_use_bytes", &[]).expect("the heap gauges on glibc");
+    let free = metrics.get("greeter_malloc_free_bytes", &[]).expect("the heap gauges on glibc");
+    assert!(in_use > 100e3 && in_use.fract() == 0.0, "greeter_malloc_in_use_bytes {in_use}");
+    assert!(free >= 0.0 && free.fract() == 0.0, "greeter_malloc_free_bytes {free}");
 }
 
 #[test]

@@ -19,6 +19,7 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::heap;
 use crate::patterns::stock_price::TickerStats;
 
 pub use call::{Replies, Reply, Requests};
@@ -64,6 +65,8 @@ pub struct ServerMetrics {
     chats_open: IntGauge,
     subscriptions_active: IntGauge,
     ticks_sent: IntCounter,
+    /// malloc's in-use and free bytes (glibc only): see [`crate::heap`].
+    heap: Option<(IntGauge, IntGauge)>,
     ticker: Arc<TickerStats>,
     /// Serializes renders, which bring the ticker's counts up to date.
     render: Mutex<()>,
@@ -106,6 +109,13 @@ impl ServerMetrics {
             .unwrap(),
             ticks_sent: IntCounter::new("greeter_stock_ticks_sent_total", "Stock price ticks sent, all subscriptions.")
                 .unwrap(),
+            heap: heap::usage().map(|_| {
+                let gauge = |name, help| IntGauge::new(name, help).expect("a valid metric definition");
+                (
+                    gauge("greeter_malloc_in_use_bytes", "Bytes malloc has handed out and not had back (glibc)."),
+                    gauge("greeter_malloc_free_bytes", "Bytes freed but kept in malloc's arenas, part of RSS (glibc)."),
+                )
+            }),
             ticker,
             render: Mutex::new(()),
         };
@@ -122,6 +132,10 @@ impl ServerMetrics {
         ];
         for collector in collectors {
             r.register(collector).expect("metric names are unique");
+        }
+        if let Some((in_use, free)) = &metrics.heap {
+            r.register(Box::new(in_use.clone())).expect("metric names are unique");
+            r.register(Box::new(free.clone())).expect("metric names are unique");
         }
         #[cfg(target_os = "linux")]
         r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
@@ -157,6 +171,10 @@ impl ServerMetrics {
         let _one_at_a_time = self.render.lock().unwrap();
         self.subscriptions_active.set(self.ticker.active() as i64);
         self.ticks_sent.inc_by(self.ticker.ticks_sent().saturating_sub(self.ticks_sent.get()));
+        if let (Some((in_use, free)), Some(usage)) = (&self.heap, heap::usage()) {
+            in_use.set(usage.in_use as i64);
+            free.set(usage.free as i64);
+        }
         let mut text = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut text).expect("text encoding into memory");
         text
