@@ -1,5 +1,6 @@
-//! Soak: N clients run all four patterns in a loop against a running server for a while,
-//! with a progress line, then print calls, errors by status and the server's RSS.
+//! Soak: N clients call the server in a loop for a while (all four patterns, or the ones
+//! named), with a progress line, then print calls, errors by status and the server's RSS.
+//! `bench/soak` runs this against a server it starts and samples the server's memory.
 //!
 //! ```sh
 //! cargo run --release --example server -- --stock-interval 10ms &
@@ -11,12 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use greeter::blocking::Greeter;
+use clap::{Parser, ValueEnum};
+use futures::{SinkExt as _, TryStreamExt as _};
 use greeter::cli::{self, ClientArgs};
-use greeter::ClientError;
+use greeter::proto::health::{HealthCheckRequest, HealthClient};
+use greeter::proto::reflection::v1::{ServerReflectionClient, ServerReflectionRequest};
+use greeter::{ClientError, Greeter};
 
-/// Load a running Greeter server with all four patterns, bounded in time.
+/// Load a running Greeter server, bounded in time.
 #[derive(Parser)]
 struct Opts {
     #[command(flatten)]
@@ -27,9 +30,27 @@ struct Opts {
     /// How long to run (e.g. 30s, 10m).
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     duration: Duration,
+    /// What each round calls, in order (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "say-hello,stock-price,record-metrics,chat")]
+    patterns: Vec<Pattern>,
+    /// A new connection for every round instead of one per client for the whole run.
+    #[arg(long)]
+    churn: bool,
     /// The server's process id, to report its resident memory at start and end.
     #[arg(long)]
     server_pid: Option<u32>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Pattern {
+    SayHello,
+    StockPrice,
+    RecordMetrics,
+    Chat,
+    /// grpc.health.v1.Health/Check
+    Health,
+    /// grpc.reflection.v1 ListServices
+    Reflection,
 }
 
 #[derive(Default)]
@@ -39,7 +60,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn record(&self, result: Result<(), ClientError>) {
+    fn record<T>(&self, result: Result<T, ClientError>) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = result {
             let code = e.code().map_or("transport".to_owned(), |c| format!("{c:?}"));
@@ -48,12 +69,40 @@ impl Tally {
     }
 }
 
-/// One round of the tutorial's four calls.
-fn round(greeter: &Greeter, tally: &Tally, values: &[f64], messages: &[String]) {
-    tally.record(greeter.say_hello("soak").map(drop));
-    tally.record(greeter.stock_prices("SOAK", |_| {}).map(drop));
-    tally.record(greeter.record_metrics(values).map(drop));
-    tally.record(greeter.chat("soak", messages, |_| {}).map(drop));
+/// Health and reflection calls' deadline (the Greeter calls use `--deadline`).
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// One call of `pattern`, the tutorial's way (10 ticks, 100 values, 10 chat messages).
+fn call(greeter: &Greeter, pattern: Pattern) -> Result<(), ClientError> {
+    let client = greeter::blocking::Greeter::from(greeter.clone());
+    let values: Vec<f64> = (0..100).map(f64::from).collect();
+    let messages: Vec<String> = (0..10).map(|i| format!("message {i}")).collect();
+    match pattern {
+        Pattern::SayHello => client.say_hello("soak").map(drop),
+        Pattern::StockPrice => client.stock_prices("SOAK", |_| {}).map(drop),
+        Pattern::RecordMetrics => client.record_metrics(&values).map(drop),
+        Pattern::Chat => client.chat("soak", &messages, |_| {}).map(drop),
+        Pattern::Health => {
+            let health = HealthClient::new(greeter.channel().clone());
+            let result =
+                health.check_opt(&HealthCheckRequest::default(), grpcio::CallOption::default().timeout(DEADLINE));
+            result.map(drop).map_err(|e| ClientError::from_grpc("Check", greeter.addr(), e))
+        }
+        Pattern::Reflection => {
+            let error = |e| ClientError::from_grpc("ServerReflectionInfo", greeter.addr(), e);
+            let reflection = ServerReflectionClient::new(greeter.channel().clone());
+            let call = grpcio::CallOption::default().timeout(DEADLINE);
+            let (mut requests, replies) = reflection.server_reflection_info_opt(call).map_err(error)?;
+            futures::executor::block_on(async move {
+                let mut request = ServerReflectionRequest::new();
+                request.set_list_services(String::new());
+                requests.send((request, Default::default())).await?;
+                requests.close().await?;
+                replies.try_collect::<Vec<_>>().await.map(drop)
+            })
+            .map_err(error)
+        }
+    }
 }
 
 fn rss(pid: Option<u32>) -> String {
@@ -63,23 +112,23 @@ fn rss(pid: Option<u32>) -> String {
 }
 
 fn main() -> std::process::ExitCode {
-    let opts = Opts::parse();
-    cli::report(run(&opts))
+    cli::report(run(Arc::new(Opts::parse())))
 }
 
-fn run(opts: &Opts) -> Result<(), ClientError> {
+fn run(opts: Arc<Opts>) -> Result<(), ClientError> {
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let rss_start = rss(opts.server_pid);
-    let values: Vec<f64> = (0..100).map(f64::from).collect();
-    let messages: Vec<String> = (0..10).map(|i| format!("message {i}")).collect();
     let workers: Vec<_> = (0..opts.clients)
         .map(|_| {
-            let greeter = opts.client.connect_blocking()?;
-            let (tally, stop, values, messages) = (tally.clone(), stop.clone(), values.clone(), messages.clone());
+            let mut greeter = opts.client.connect()?;
+            let (opts, tally, stop) = (opts.clone(), tally.clone(), stop.clone());
             Ok(std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    round(&greeter, &tally, &values, &messages);
+                    if opts.churn {
+                        greeter = opts.client.connect().expect("the first connect of these arguments worked");
+                    }
+                    opts.patterns.iter().for_each(|&pattern| tally.record(call(&greeter, pattern)));
                 }
             }))
         })
