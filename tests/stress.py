@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Flake hunt: the whole test suite, N times, on a deliberately loaded machine.
 
-    python3 tests/stress.py                      # 20 runs of `cargo test`
+    python3 tests/stress.py                      # 20 runs of `cargo test --release` (the README's test command)
     python3 tests/stress.py --runs 10 --features tls
     python3 tests/stress.py --runs 3 --no-load -- --test hostile   (args after -- go to cargo test)
 
@@ -105,7 +105,7 @@ def main():
     if args.report is None:
         suffix = "-" + args.features.replace(",", "-") if args.features else ""
         args.report = str(ROOT / "tests" / f"stress-report{suffix}.md")
-    cargo = ["cargo", "test", "--no-fail-fast"]
+    cargo = ["cargo", "test", "--release", "--no-fail-fast"]
     if args.features:
         cargo += ["--features", args.features]
     cargo += extra
