@@ -54,7 +54,8 @@
 //!  │                record_metrics (MetricsAccumulator), chat
 //!  ├─ server/       ServerConfig → GreeterServer: bind, limits, TLS, start (mod.rs);
 //!  │                service.rs registers every method with its handler and metrics;
-//!  │                health.rs, reflection.rs; shutdown.rs (GracefulShutdown)
+//!  │                health.rs, reflection.rs; shutdown.rs (GracefulShutdown);
+//!  │                send_batched.rs: Chat's replies batched without making a client wait
 //!  ├─ metrics/      go-grpc-prometheus's series, the call wrappers, the /metrics endpoint
 //!  ├─ client/       async Greeter, blocking::Greeter, round_robin balancing
 //!  ├─ interop/      gRPC's official interop cases: grpc.testing.TestService, server and client

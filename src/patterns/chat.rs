@@ -5,6 +5,7 @@ use grpcio::{DuplexSink, RpcContext, RpcStatus, RpcStatusCode, WriteFlags};
 
 use crate::metrics::{Replies, Requests};
 use crate::proto::ChatMessage;
+use crate::server::send_batched::SendAllBatched;
 
 /// The name the server signs its replies with.
 pub const SERVER_USER: &str = "Server";
@@ -20,9 +21,10 @@ pub fn reply_to(msg: &ChatMessage) -> ChatMessage {
 
 /// Echoes each message back as `Server received: …`, in order, ending OK on half-close.
 ///
-/// `send_all` forwards a reply as soon as its message is read and flushes whenever the
-/// incoming side has nothing ready, so a client that waits for each reply before sending the
-/// next one never waits on us, and one that pipelines gets its replies batched.
+/// `SendAllBatched` (server::send_batched) forwards a reply as soon as its message is read and flushes whenever the
+/// incoming side has nothing ready (at most one completion-queue turn later), so a client
+/// that waits for each reply before sending the next one never waits on us, and one that
+/// pipelines gets its replies batched.
 /// A message longer than `max_len` bytes ends the call with INVALID_ARGUMENT.
 pub fn chat(
     ctx: &RpcContext,
@@ -30,8 +32,8 @@ pub fn chat(
     mut sink: Replies<DuplexSink<ChatMessage>>,
     max_len: usize,
 ) {
-    // Replies to messages that are already buffered go out together; `send_all` flushes
-    // whenever the incoming side has nothing ready, so nobody waits for a batch to fill.
+    // grpcio keeps the last reply back and writes the earlier ones with the buffer hint (no
+    // `sendmsg`); `SendAllBatched` decides when that last one is flushed.
     sink.enhance_batch(true);
     ctx.spawn(async move {
         let mut too_long = None;
@@ -39,7 +41,7 @@ pub fn chat(
         let sent = {
             // Borrowed, not consumed: dropping a grpcio RequestStream early cancels the call,
             // and the rejection below must reach the client as a status.
-            let mut replies = (&mut stream)
+            let replies = (&mut stream)
                 .try_take_while(|msg| {
                     let len = msg.message.len();
                     if len > max_len {
@@ -50,7 +52,7 @@ pub fn chat(
                 })
                 .inspect_ok(|msg| log::debug!("Received message [{}]: {}", msg.user, msg.message))
                 .map_ok(|msg| (reply_to(&msg), WriteFlags::default()));
-            sink.send_all(&mut replies).await
+            SendAllBatched::new(replies, &mut sink).await
         };
         let outcome = match (sent, too_long) {
             (Ok(()), None) => sink.close().await,

@@ -5,6 +5,7 @@
 
 pub mod health;
 pub mod reflection;
+pub(crate) mod send_batched;
 pub mod service;
 pub mod shutdown;
 

@@ -1,0 +1,163 @@
+//! Replies of a bidi stream written in batches without making an interactive client wait:
+//! [`SendAllBatched`], what `chat` forwards its replies with.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::task::{Context, Poll, Waker};
+
+use futures::{Future, Sink, Stream};
+
+/// `SinkExt::send_all` for a bidi handler (`chat`), except that it may put a flush off by one completion-queue
+/// turn. It resolves after the stream's end *and* a flush, so `close`/`fail` never leave a
+/// reply behind in grpcio's buffer.
+///
+/// Why: grpcio's `RequestStream` starts reading message N+1 before it yields N; if N+1 is
+/// already buffered, its completion is queued on the completion queue (CQ) but reaches us only
+/// on a later turn. `send_all` sees an empty stream in between and flushes the one reply it
+/// holds: one non-hinted write, one `sendmsg`, per reply. With a write in flight nothing is
+/// lost (its completion is our next turn; grpcio's `poll_flush` starts no write before it).
+/// With the sink idle, and the client known to be ahead of us, we wait one turn for the queued
+/// read instead: the held reply then goes out with the buffer hint ahead of the next one, and
+/// from there on each write's completion is the turn that lets the next read in.
+///
+/// The turn must go through the CQ, which `cx.waker().wake_by_ref()` does not do: grpcio's
+/// executor re-polls a task woken during its own poll in place (grpcio-0.13.0
+/// `src/task/executor.rs:120-130` marks it NOTIFIED, `:213-222` loops), and a wake on the CQ
+/// thread while it is idle goes to the thread's work queue (`src/cq.rs:165-171`), drained
+/// right after the current event, before the next `grpc_completion_queue_next`
+/// (`src/env.rs:30-33`). Only a wake of an idle task from another thread is kicked through the
+/// CQ (an empty batch on the call, `executor.rs:157-164`, `grpc_wrap.cc:809-811`), behind the
+/// read already queued there; hence [`requeue`]. If nothing came in by then we flush, so a
+/// reply waits one turn at most.
+pub(crate) struct SendAllBatched<'a, St, Si, T> {
+    replies: St,
+    sink: &'a mut Si,
+    /// A reply taken from `replies` while the sink was busy.
+    held: Option<T>,
+    /// Replies given to the sink since its last flush.
+    unflushed: bool,
+    /// A reply had to wait for the sink since the last flush: the client is ahead of us, so
+    /// its next message is likely queued. A client in lock-step never sets it: no deferral.
+    ahead: bool,
+    /// The flush was put off once already; the next empty poll flushes.
+    deferred: bool,
+    /// `replies` has ended (it is not polled again).
+    ended: bool,
+    /// True while `poll` runs, so that [`requeue`] wakes us only once we are idle.
+    polling: Arc<AtomicBool>,
+}
+
+impl<'a, St, Si, T> SendAllBatched<'a, St, Si, T> {
+    pub(crate) fn new(replies: St, sink: &'a mut Si) -> Self {
+        SendAllBatched {
+            replies,
+            sink,
+            held: None,
+            unflushed: false,
+            ahead: false,
+            deferred: false,
+            ended: false,
+            polling: Arc::default(),
+        }
+    }
+}
+
+impl<St, Si, T, E> Future for SendAllBatched<'_, St, Si, T>
+where
+    St: Stream<Item = Result<T, E>> + Unpin,
+    Si: Sink<T, Error = E> + Unpin,
+    T: Unpin,
+{
+    type Output = Result<(), E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let polling = Arc::clone(&self.polling);
+        polling.store(true, Ordering::Release);
+        // Cleared even if `forward` panics, or `requeue`'s thread would wait for ever.
+        let _idle = Idle(&polling);
+        self.forward(cx)
+    }
+}
+
+/// Clears an [`SendAllBatched`]'s `polling` flag when dropped.
+struct Idle<'a>(&'a AtomicBool);
+
+impl Drop for Idle<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl<St, Si, T, E> SendAllBatched<'_, St, Si, T>
+where
+    St: Stream<Item = Result<T, E>> + Unpin,
+    Si: Sink<T, Error = E> + Unpin,
+{
+    fn forward(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        loop {
+            if let Some(item) = self.held.take() {
+                match Pin::new(&mut *self.sink).poll_ready(cx)? {
+                    Poll::Ready(()) => {
+                        Pin::new(&mut *self.sink).start_send(item)?;
+                        self.unflushed = true;
+                    }
+                    Poll::Pending => {
+                        self.held = Some(item);
+                        self.ahead = true;
+                        return Poll::Pending;
+                    }
+                }
+            }
+            if self.ended {
+                return Pin::new(&mut *self.sink).poll_flush(cx);
+            }
+            match Pin::new(&mut self.replies).poll_next(cx)? {
+                Poll::Ready(Some(item)) => {
+                    self.held = Some(item);
+                    self.deferred = false;
+                }
+                Poll::Ready(None) => self.ended = true,
+                Poll::Pending => {
+                    // A write in flight: its completion is our CQ turn.
+                    if Pin::new(&mut *self.sink).poll_ready(cx)?.is_pending() {
+                        return Poll::Pending;
+                    }
+                    if self.unflushed && self.ahead && !self.deferred && requeue(cx.waker(), &self.polling) {
+                        self.deferred = true;
+                        return Poll::Pending;
+                    }
+                    // The sink is idle, so this starts the write of what it holds; Ready or
+                    // not, the stream and that write will wake us.
+                    let _: Poll<()> = Pin::new(&mut *self.sink).poll_flush(cx)?;
+                    self.unflushed = false;
+                    self.ahead = false;
+                    self.deferred = false;
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+/// Wakes `waker` from a thread of its own once its task has left `poll` (`polling` false), so
+/// that grpcio kicks the wake through the completion queue (see [`SendAllBatched`]); woken while still
+/// polling, the task would be re-polled in place. False if that thread could not be started:
+/// then flush at once.
+fn requeue(waker: &Waker, polling: &Arc<AtomicBool>) -> bool {
+    type Wake = (Waker, Arc<AtomicBool>);
+    static REQUEUE: OnceLock<Option<mpsc::Sender<Wake>>> = OnceLock::new();
+    let tx = REQUEUE.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Wake>();
+        let wake_when_idle = move || {
+            for (waker, polling) in rx {
+                while polling.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+                waker.wake();
+            }
+        };
+        std::thread::Builder::new().name("chat-requeue".into()).spawn(wake_when_idle).ok().map(|_| tx)
+    });
+    tx.as_ref().is_some_and(|tx| tx.send((waker.clone(), polling.clone())).is_ok())
+}
