@@ -1,4 +1,4 @@
-"""Draws bench/soak's samples.csv: RSS and malloc's in-use and free bytes over time, in MB.
+"""Draws bench/soak's samples.csv: RSS and malloc's in-use and free bytes over time, in MiB.
 
     python soak_plot.py samples.csv rss.png TITLE"""
 import csv
@@ -19,7 +19,7 @@ for key, label, color in (("heap_in_use", "malloc in use", "#1c7ed6"), ("heap_fr
     if rows and rows[0][key]:
         ax.plot(minutes, [int(r[key]) / 2**20 for r in rows], label=label, color=color)
 ax.set_xlabel("minutes")
-ax.set_ylabel("MB")
+ax.set_ylabel("MiB")
 ax.set_ylim(bottom=0)
 ax.set_title(f"greeter server memory under soak: {title}")
 ax.grid(alpha=0.3)
