@@ -135,9 +135,15 @@ impl StockTicker {
             }
             let reply =
                 StockReply { symbol: symbol.to_owned(), price: rng.gen_range(PRICE_RANGE), ..Default::default() };
-            if self.config.interval.is_zero() && tick + 1 < self.config.ticks {
-                // Back-to-back ticks: hand them over buffered so C-core coalesces them into
-                // a few writes (a syscall per tick was 63% of the CPU); the last one flushes.
+            let last = tick + 1 == self.config.ticks;
+            if self.config.interval.is_zero() || last {
+                // Buffered: back-to-back ticks are coalesced by C-core into a few writes (a
+                // syscall per tick was 63% of the CPU), and the last tick leaves in one write
+                // with the status `close` sends. That matters at a graceful shutdown: C-core
+                // closes a connection the moment its last stream ends, and a client frame
+                // arriving in that instant (the PING its transport sends on receiving data)
+                // makes the kernel answer RST and drop what is still queued. With a write of
+                // its own, the last tick provoked that PING while the status was on its way.
                 sink.feed((reply, WriteFlags::default().buffer_hint(true))).await?;
             } else {
                 sink.send((reply, WriteFlags::default())).await?;
