@@ -15,6 +15,9 @@ pub struct HeapUsage {
     pub free: u64,
 }
 
+/// Whether [`usage`] can tell anything on this platform (glibc), known at compile time.
+pub const AVAILABLE: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
+
 /// The current usage, where the C library can tell (glibc 2.33 or later); `None` elsewhere.
 /// `mallinfo2` walks every arena under its lock: fine once per scrape, not once per call.
 pub fn usage() -> Option<HeapUsage> {

@@ -109,7 +109,7 @@ impl ServerMetrics {
             .unwrap(),
             ticks_sent: IntCounter::new("greeter_stock_ticks_sent_total", "Stock price ticks sent, all subscriptions.")
                 .unwrap(),
-            heap: heap::usage().map(|_| {
+            heap: heap::AVAILABLE.then(|| {
                 let gauge = |name, help| IntGauge::new(name, help).expect("a valid metric definition");
                 (
                     gauge("greeter_malloc_in_use_bytes", "Bytes malloc has handed out and not had back (glibc)."),
