@@ -68,6 +68,8 @@ pub use balancing::LoadBalancing;
 #[derive(Clone)]
 pub struct Greeter {
     client: GreeterClient,
+    /// The same channel `client` holds: the generated client does not hand it out, and
+    /// [`Greeter::channel`] (connectivity, readiness) needs it.
     channel: Channel,
     addr: Arc<str>,
     deadline: Duration,
