@@ -206,7 +206,8 @@ def main():
     if soak.returncode != 0:
         die(f"bench/soak: the soak client failed (exit {soak.returncode}):\n{soak_out}")
 
-    fields = sorted({k for r in rows for k in r}, key=lambda k: (not k in rows[0], list(rows[0]).index(k) if k in rows[0] else 0, k))
+    # The first sample's columns in their order, then any that appeared later (calls of a method first seen later).
+    fields = list(rows[0]) + sorted({k for r in rows for k in r} - set(rows[0]))
     with open(os.path.join(out, "samples.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
