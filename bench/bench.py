@@ -42,7 +42,11 @@ TICKS = 1000  # messages per streaming call, every streaming scenario
 CLIENT_BOUND = 0.85  # ghz busier than this (share of its core): the client limited the rate...
 SERVER_BOUND = 0.90  # ...unless the server's core was this busy too (then the server did)
 ALL_SERVERS = ["rust", "go", "cpp", "tonic", "python"]
-LABELS = {"rust": "rust (ours, grpcio)", "go": "grpc-go", "cpp": "C++ (C-core)", "tonic": "tonic", "python": "Python grpcio"}
+# Not in a default run (its first build compiles C-core and grpc++, ~20 min here): the C++
+# peer on the C-core our server runs, for comparisons of like with like.
+EXTRA_SERVERS = ["cpp156"]
+LABELS = {"rust": "rust (ours, grpcio)", "go": "grpc-go", "cpp": "C++ (C-core)", "tonic": "tonic", "python": "Python grpcio",
+          "cpp156": "C++ (C-core 1.56.2)"}
 
 # name: (method, data, msgs per call, concurrency, connections, extra ghz flags); `check`: the
 # per-call counts that must equal msgs (see check_counts)
@@ -152,10 +156,8 @@ def setup_tonic(args):
     run(["cargo", "build", "--release", "--manifest-path", os.path.join(BENCH, "peers", "tonic", "Cargo.toml")], env=env)
 
 
-def setup_cpp(args):
-    binary = os.path.join(TB, "cpp", "greeter-cpp-server")
-    if args.no_build:
-        return
+def install_cpp_toolchain():
+    """Debian's gRPC C++ (1.51), protoc and its gRPC plugin, with apt-get when missing."""
     have = lambda: (shutil.which("protoc") and shutil.which("grpc_cpp_plugin") and shutil.which("pkg-config")
                     and out_of(["pkg-config", "--exists", "grpc++"]) is not None)
     if not have():
@@ -165,18 +167,64 @@ def setup_cpp(args):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         run(["apt-get", "update", "-qq"], env=env)
         run(["apt-get", "install", "-y", "-qq", "libgrpc++-dev", "protobuf-compiler-grpc", "pkg-config", "g++"], env=env)
+
+
+def generate_cpp(gen):
+    """greeter.pb.{h,cc} and greeter.grpc.pb.{h,cc} into `gen`."""
+    os.makedirs(gen, exist_ok=True)
+    run(["protoc", f"-I{os.path.dirname(PROTO)}", f"--cpp_out={gen}", f"--grpc_out={gen}",
+         f"--plugin=protoc-gen-grpc={shutil.which('grpc_cpp_plugin')}", PROTO])
+
+
+def setup_cpp(args):
+    binary = os.path.join(TB, "cpp", "greeter-cpp-server")
+    if args.no_build:
+        return
+    install_cpp_toolchain()
     src = os.path.join(BENCH, "peers", "cpp", "server.cc")
     key = digest(src, PROTO, out_of(["pkg-config", "--modversion", "grpc++"]) or "", out_of(["g++", "--version"]) or "")
     if fresh("cpp", key, binary):
         return
     gen = os.path.join(TB, "cpp")
-    os.makedirs(gen, exist_ok=True)
-    run(["protoc", f"-I{os.path.dirname(PROTO)}", f"--cpp_out={gen}", f"--grpc_out={gen}",
-         f"--plugin=protoc-gen-grpc={shutil.which('grpc_cpp_plugin')}", PROTO])
+    generate_cpp(gen)
     flags = out_of(["pkg-config", "--cflags", "--libs", "grpc++", "protobuf"]).split()
     run(["g++", "-O2", "-std=c++17", f"-I{gen}", "-o", binary, src,
          os.path.join(gen, "greeter.pb.cc"), os.path.join(gen, "greeter.grpc.pb.cc")] + flags + ["-lpthread"])
     set_stamp("cpp", key)
+
+
+def grpcio_sys_sources():
+    """The gRPC source tree grpcio-sys bundles (C-core 1.56.2 and its C++ API), from cargo's registry."""
+    meta = json.loads(out_of(["cargo", "metadata", "--format-version", "1"], cwd=REPO) or "{}")
+    for pkg in meta.get("packages", []):
+        if pkg["name"] == "grpcio-sys":
+            return os.path.join(os.path.dirname(pkg["manifest_path"]), "grpc")
+    die("bench: cargo metadata names no grpcio-sys package")
+
+
+def setup_cpp156(args):
+    """The same server.cc on grpc++ built from grpcio-sys's own sources: the engine ours runs.
+    Release build (-O3), as grpcio-sys builds C-core; Debian's protoc plugin writes the stubs."""
+    out = os.path.join(TB, "cpp156")
+    binary = os.path.join(out, "greeter-cpp-server")
+    if args.no_build:
+        return
+    install_cpp_toolchain()
+    grpc = grpcio_sys_sources()
+    peer = os.path.join(BENCH, "peers", "cpp")
+    key = digest(os.path.join(peer, "server.cc"), os.path.join(peer, "CMakeLists.txt"), PROTO, grpc,
+                 out_of(["g++", "--version"]) or "")
+    if fresh("cpp156", key, binary):
+        return
+    log("bench: building the C++ peer on grpcio-sys's C-core 1.56.2 (first time ~20 min on 2 cores)")
+    gen = os.path.join(out, "gen")
+    generate_cpp(gen)
+    build = os.path.join(out, "build")
+    run(["cmake", "-S", peer, "-B", build, "-DCMAKE_BUILD_TYPE=Release", f"-DGRPC_SOURCE_DIR={grpc}",
+         f"-DGEN_DIR={gen}", "-DCMAKE_POLICY_VERSION_MINIMUM=3.5"])
+    run(["cmake", "--build", build, "--target", "greeter-cpp-server", "--parallel", str(os.cpu_count() or 1)])
+    shutil.copy(os.path.join(build, "greeter-cpp-server"), binary)
+    set_stamp("cpp156", key)
 
 
 def setup_plot_venv():
@@ -212,8 +260,8 @@ def server_spec(name, port, args):
     if name == "tonic":
         return ([os.path.join(TARGET, "bench-tonic", "release", "greeter-tonic-peer"), "--port", str(port),
                  "--ticks", str(TICKS), "--interval-ms", "0"], {}, "tokio current_thread runtime (one thread)")
-    if name == "cpp":
-        return ([os.path.join(TB, "cpp", "greeter-cpp-server"), "--port", str(port),
+    if name in ("cpp", "cpp156"):
+        return ([os.path.join(TB, name, "greeter-cpp-server"), "--port", str(port),
                  "--ticks", str(TICKS), "--interval-ms", "0"], {}, "async API, one ServerCompletionQueue, one thread")
     raise ValueError(name)
 
@@ -746,7 +794,8 @@ def run_summary(c, scn):
 def main():
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="~2.5 s per cell (0.5 s warm-up + 2 s)")
-    ap.add_argument("--servers", default=",".join(ALL_SERVERS), help=f"comma list of {','.join(ALL_SERVERS)}")
+    ap.add_argument("--servers", default=",".join(ALL_SERVERS), help=f"comma list of {','.join(ALL_SERVERS + EXTRA_SERVERS)} (default: all but "
+                    f"{','.join(EXTRA_SERVERS)}, the C++ peer on grpcio-sys's C-core 1.56.2)")
     ap.add_argument("--scenarios", default="all", help=f"'all' or a comma list of {','.join(SCENARIOS)}")
     ap.add_argument("--out", help="result directory (default target/bench)")
     ap.add_argument("--duration", type=float, help="measured seconds per cell (default 10, quick 2)")
@@ -778,8 +827,8 @@ def main():
         die("--repeat must be at least 1")
     servers = [s for s in args.servers.split(",") if s]
     for s in servers:
-        if s not in ALL_SERVERS:
-            die(f"unknown server {s!r} (have {', '.join(ALL_SERVERS)})")
+        if s not in ALL_SERVERS + EXTRA_SERVERS:
+            die(f"unknown server {s!r} (have {', '.join(ALL_SERVERS + EXTRA_SERVERS)})")
     scenarios = list(SCENARIOS) if args.scenarios == "all" else [s for s in args.scenarios.split(",") if s]
     for s in scenarios:
         if s not in SCENARIOS:
@@ -807,6 +856,8 @@ def main():
         setup_tonic(args)
     if "cpp" in servers:
         setup_cpp(args)
+    if "cpp156" in servers:
+        setup_cpp156(args)
     plot_py = None
     if not args.no_plot:
         try:
