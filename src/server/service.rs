@@ -5,8 +5,9 @@
 //! [`metrics`]: crate::metrics
 
 use std::sync::Arc;
+use std::task::Poll;
 
-use futures::{Sink, SinkExt as _, Stream};
+use futures::{future, Sink, SinkExt as _, Stream, StreamExt as _};
 use grpcio::{
     ClientStreamingSink, DuplexSink, Method, RpcContext, ServerStreamingSink, Service, ServiceBuilder, UnarySink,
     WriteFlags,
@@ -142,15 +143,35 @@ impl Registrar {
 /// Sends every item of `replies`, then closes the call with OK. Failing either means the
 /// call already ended from the client's side: there is nobody left to tell, so it is only
 /// logged, at debug level, as `what`.
+///
+/// A reply whose successor (or the stream's end) is already known goes out with the buffer
+/// hint, so it leaves in one write with what follows: in particular the last reply and the
+/// status. That matters at a graceful shutdown, when a health `Watch` gets NOT_SERVING and
+/// then its end: C-core closes the connection as soon as its last stream ends, and a client
+/// frame provoked by a lone last reply, arriving in that instant, would make the kernel
+/// answer RST and drop the status (README, "Graceful shutdown and soak").
 pub(crate) async fn reply_all<T, S, R>(mut sink: S, mut replies: R, what: &str)
 where
     S: Sink<(T, WriteFlags), Error = grpcio::Error> + Unpin,
     R: Stream<Item = Result<(T, WriteFlags), grpcio::Error>> + Unpin,
 {
-    let outcome = match sink.send_all(&mut replies).await {
-        Ok(()) => sink.close().await,
-        Err(e) => Err(e),
-    };
+    let outcome = async {
+        let mut next = replies.next().await.transpose()?;
+        while let Some((reply, flags)) = next.take() {
+            match future::poll_fn(|cx| Poll::Ready(replies.poll_next_unpin(cx))).await {
+                Poll::Ready(following) => {
+                    sink.feed((reply, flags.buffer_hint(true))).await?;
+                    next = following.transpose()?;
+                }
+                Poll::Pending => {
+                    sink.send((reply, flags)).await?;
+                    next = replies.next().await.transpose()?;
+                }
+            }
+        }
+        sink.close().await
+    }
+    .await;
     if let Err(e) = outcome {
         log::debug!("{what} ended early: {e}");
     }
