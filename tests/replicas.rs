@@ -50,7 +50,7 @@ impl Replicas {
     }
 
     fn client(&self) -> blocking::Greeter {
-        round_robin(&self.target()).into()
+        round_robin(&self.target(), Duration::from_secs(10)).into()
     }
 
     /// SayHello calls each replica has served so far.
@@ -81,11 +81,11 @@ impl Replicas {
 
 /// Four client threads, each on its own round_robin channel.
 fn load(target: &str) -> HelloLoad {
-    HelloLoad::start((0..4).map(|_| round_robin(target).into()).collect())
+    HelloLoad::start((0..4).map(|_| round_robin(target, Duration::from_secs(10)).into()).collect())
 }
 
-fn round_robin(target: &str) -> Greeter {
-    Greeter::builder(target, Duration::from_secs(10)).load_balancing(LoadBalancing::RoundRobin).connect().unwrap()
+fn round_robin(target: &str, deadline: Duration) -> Greeter {
+    Greeter::builder(target, deadline).load_balancing(LoadBalancing::RoundRobin).connect().unwrap()
 }
 
 #[test]
@@ -145,7 +145,10 @@ fn a_crashed_replica_costs_no_unary_call_and_gets_traffic_again_after_restart() 
     let load = load(&replicas.target());
     replicas.wait_served("every replica gets traffic", |s| s.iter().all(|&n| n >= 20));
 
-    let greeter = round_robin(&replicas.target());
+    // The deadline is for a hung stream, not a slow one: a subscription runs 5 s at least, and
+    // with this file's other tests beside it (some 20 processes on 2 cores) a replica's two
+    // streams once took over 10 s.
+    let greeter = round_robin(&replicas.target(), Duration::from_secs(60));
     // This client's own connections (a Greeter does not share C-core's subchannels) must be up
     // to all three before the subscriptions, or round_robin spreads them over the ready ones
     // only. A name of a length no other call uses marks its calls in the replicas' logs.
