@@ -139,11 +139,8 @@ impl StockTicker {
             if self.config.interval.is_zero() || last {
                 // Buffered: back-to-back ticks are coalesced by C-core into a few writes (a
                 // syscall per tick was 63% of the CPU), and the last tick leaves in one write
-                // with the status `close` sends. That matters at a graceful shutdown: C-core
-                // closes a connection the moment its last stream ends, and a client frame
-                // arriving in that instant (the PING its transport sends on receiving data)
-                // makes the kernel answer RST and drop what is still queued. With a write of
-                // its own, the last tick provoked that PING while the status was on its way.
+                // with the status `close` sends, as `reply_all` does for other streams (why:
+                // README, "Graceful shutdown and soak").
                 sink.feed((reply, WriteFlags::default().buffer_hint(true))).await?;
             } else {
                 sink.send((reply, WriteFlags::default())).await?;
