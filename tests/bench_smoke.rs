@@ -146,7 +146,9 @@ fn the_repeated_benchmark_reports_the_median_of_its_runs() {
         &debug_server(),
         &["--servers", "rust", "--scenarios", "unary,server_stream", "--repeat", "2"],
     )
-    .args(["--warmup", "0.2", "--duration", "0.5"])
+    // 2 s, not 0.5: server CPU is read in 10 ms clock ticks, and a starved server on a busy
+    // machine used none in half a second (a loaded run saw 0 µs per message).
+    .args(["--warmup", "0.2", "--duration", "2"])
     .status()
     .expect("cannot run bash bench/run");
     assert!(status.success(), "bench/run --quick --repeat 2 failed (its output is above)");
