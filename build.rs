@@ -31,6 +31,11 @@ const PROTOS: &[(&str, &str)] = &[
 
 fn main() -> Result<(), Box<dyn Error>> {
     println!("cargo:rerun-if-changed=build.rs");
+    // `cfg(tls)`: this build can serve and dial TLS, through either TLS feature.
+    println!("cargo::rustc-check-cfg=cfg(tls)");
+    if std::env::var_os("CARGO_FEATURE_TLS").is_some() || std::env::var_os("CARGO_FEATURE_BORINGSSL").is_some() {
+        println!("cargo::rustc-cfg=tls");
+    }
     let proto_dir = Path::new("proto");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?).join("proto");
     fs::create_dir_all(&out_dir)?;

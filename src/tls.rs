@@ -1,6 +1,7 @@
 //! TLS and mutual TLS. The certificates are plain PEM data, loaded here from files; turning
-//! them into grpcio credentials needs the cargo feature `tls` (BoringSSL, built with C-core).
-//! Without it, asking for TLS is an error that says how to get it — never a silent downgrade.
+//! them into grpcio credentials needs a TLS build of C-core: the default feature `tls` (the
+//! system's OpenSSL) or `boringssl`. Without either, asking for TLS is an error that says how
+//! to get it — never a silent downgrade.
 
 use std::path::{Path, PathBuf};
 
@@ -50,7 +51,7 @@ pub enum TlsError {
     HalfPair(&'static str),
     #[error("{0} needs {1}")]
     Missing(&'static str, &'static str),
-    #[error("this build has no TLS: rebuild with `--features tls` (e.g. cargo run --features tls --example server)")]
+    #[error("this build has no TLS: rebuild with the default features (TLS through the system's OpenSSL) or `--features boringssl`")]
     NotBuiltIn,
 }
 
@@ -73,7 +74,7 @@ impl ServerTls {
         })
     }
 
-    #[cfg(feature = "tls")]
+    #[cfg(tls)]
     pub(crate) fn credentials(&self) -> Result<grpcio::ServerCredentials, TlsError> {
         use grpcio::{CertificateRequestType, ServerCredentialsBuilder};
         let mut builder = ServerCredentialsBuilder::new().add_cert(self.cert_chain.clone(), self.private_key.clone());
@@ -84,7 +85,7 @@ impl ServerTls {
         Ok(builder.build())
     }
 
-    #[cfg(not(feature = "tls"))]
+    #[cfg(not(tls))]
     pub(crate) fn credentials(&self) -> Result<grpcio::ServerCredentials, TlsError> {
         Err(TlsError::NotBuiltIn)
     }
@@ -108,7 +109,7 @@ impl ClientTls {
     }
 
     /// Adds these credentials to a channel being built.
-    #[cfg(feature = "tls")]
+    #[cfg(tls)]
     pub(crate) fn apply(&self, builder: grpcio::ChannelBuilder) -> Result<grpcio::ChannelBuilder, TlsError> {
         let mut creds = grpcio::ChannelCredentialsBuilder::new().root_cert(self.server_ca.clone());
         if let Some((cert, key)) = &self.identity {
@@ -121,7 +122,7 @@ impl ClientTls {
         })
     }
 
-    #[cfg(not(feature = "tls"))]
+    #[cfg(not(tls))]
     pub(crate) fn apply(&self, _builder: grpcio::ChannelBuilder) -> Result<grpcio::ChannelBuilder, TlsError> {
         Err(TlsError::NotBuiltIn)
     }

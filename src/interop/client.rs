@@ -14,7 +14,7 @@ use crate::proto::testing::{
     EchoStatus, Empty, Payload, PayloadType, ResponseParameters, SimpleRequest, StreamingInputCallRequest,
     StreamingOutputCallRequest, StreamingOutputCallResponse, TestServiceClient, UnimplementedServiceClient,
 };
-#[cfg(not(feature = "tls"))]
+#[cfg(not(tls))]
 use crate::tls::TlsError;
 
 /// Why the FullDuplexCall half of `custom_metadata` cannot check its trailer.
@@ -181,7 +181,7 @@ fn new_channel(env: &Arc<Environment>, target: &str, tls: Option<&InteropTls>) -
     })
 }
 
-#[cfg(feature = "tls")]
+#[cfg(tls)]
 fn with_tls(builder: ChannelBuilder, tls: &InteropTls) -> Result<ChannelBuilder, InteropError> {
     let mut creds = grpcio::ChannelCredentialsBuilder::new();
     if let Some(ca) = &tls.ca {
@@ -194,7 +194,7 @@ fn with_tls(builder: ChannelBuilder, tls: &InteropTls) -> Result<ChannelBuilder,
     })
 }
 
-#[cfg(not(feature = "tls"))]
+#[cfg(not(tls))]
 fn with_tls(_: ChannelBuilder, _: &InteropTls) -> Result<ChannelBuilder, InteropError> {
     Err(TlsError::NotBuiltIn.into())
 }

@@ -327,7 +327,7 @@ fn check_compressed(expect: &MessageField<BoolValue>) -> Result<(), RpcStatus> {
 
 /// Echo Authenticated Username: the peer's identity, when TLS authenticated one (a client
 /// certificate); none otherwise.
-#[cfg(feature = "tls")]
+#[cfg(tls)]
 fn username(ctx: &RpcContext) -> Option<String> {
     let auth = ctx.auth_context()?;
     if !auth.peer_is_authenticated() {
@@ -338,7 +338,7 @@ fn username(ctx: &RpcContext) -> Option<String> {
 }
 
 /// Without TLS no peer is ever authenticated.
-#[cfg(not(feature = "tls"))]
+#[cfg(not(tls))]
 fn username(_: &RpcContext) -> Option<String> {
     None
 }
