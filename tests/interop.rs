@@ -10,7 +10,8 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::tools::{run_ok, run_tutorial_clients, tools, PeerServer, TutorialPort};
+use common::netns::in_private_network;
+use common::tools::{run_ok, run_tutorial_clients, tools, PeerServer};
 use common::TestServer;
 use greeter::blocking::Greeter;
 use greeter::ServerConfig;
@@ -107,18 +108,20 @@ fn python_client_vs_python_server() {
 }
 
 /// The tutorial's `client/main.go` and `client/python_client.py`, as published, dial
-/// `localhost:50051`: our server listens there on IPv6 and IPv4. The only test on a fixed port:
-/// it takes the port's lock, our server refuses to share a port (no SO_REUSEPORT), and the
-/// ticks counted by our server prove the clients talked to it and not to another process.
+/// `localhost:50051`, so our server listens there (`[::]:50051`, IPv6 and IPv4), in a network
+/// of the test's own where that port is always free and no lookup reaches a nameserver. The
+/// ticks our server counted prove the clients talked to it.
 #[test]
 fn the_tutorials_own_clients_work_unmodified_against_our_server() {
-    let _port = TutorialPort::lock();
-    let mut config = ServerConfig::default(); // [::]:50051
-    config.ticker.interval = Duration::from_millis(INTERVAL_MS);
-    let server = config.start().expect("our server on port 50051 (is something else listening there?)");
-
-    run_tutorial_clients();
+    tools(); // set up (it may download) before the network goes private
+    let (ticks, completed) = in_private_network(|| {
+        let mut config = ServerConfig::default(); // [::]:50051
+        config.ticker.interval = Duration::from_millis(INTERVAL_MS);
+        let server = config.start().expect("our server on port 50051 of the test's own network");
+        run_tutorial_clients();
+        (server.ticker_stats().ticks_sent(), server.ticker_stats().completed())
+    });
     // Five ticks for the Go client and five for the Python one, all sent by this server.
-    assert_eq!(server.ticker_stats().ticks_sent(), 10);
-    assert_eq!(server.ticker_stats().completed(), 2);
+    assert_eq!(ticks, 10);
+    assert_eq!(completed, 2);
 }
