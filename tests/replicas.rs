@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use std::process::Stdio;
 
 use common::examples::ServerProcess;
-use common::load::HelloLoad;
+use common::load::Load;
 use common::process::{KillOnDrop, DEADLINE};
 use common::tools::{run_ok, tools};
 use greeter::client::balancing::round_robin_service_config;
@@ -80,8 +80,8 @@ impl Replicas {
 }
 
 /// Four client threads, each on its own round_robin channel.
-fn load(target: &str) -> HelloLoad {
-    HelloLoad::start((0..4).map(|_| round_robin(target, Duration::from_secs(10)).into()).collect())
+fn load(target: &str) -> Load {
+    Load::say_hello((0..4).map(|_| round_robin(target, Duration::from_secs(10)).into()).collect())
 }
 
 fn round_robin(target: &str, deadline: Duration) -> Greeter {

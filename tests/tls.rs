@@ -1,76 +1,33 @@
-//! TLS and mutual TLS (`cargo test --features tls`), with certificates made at run time:
-//! nothing secret is committed. Without the feature, asking for TLS is a clear error.
+//! TLS and mutual TLS, with certificates made at run time: nothing secret is committed. In a
+//! build without TLS (`--no-default-features`), asking for TLS is a clear error.
 
 mod common;
 
-#[cfg(not(feature = "tls"))]
+#[cfg(not(tls))]
 #[test]
 fn without_the_tls_feature_asking_for_tls_says_how_to_get_it() {
     let mut config = greeter::ServerConfig::local();
     config.tls = Some(greeter::tls::ServerTls { cert_chain: vec![], private_key: vec![], client_ca: None });
     let err = config.start().err().expect("a TLS server cannot start without the feature");
-    assert!(err.to_string().contains("--features tls"), "{err}");
+    assert!(err.to_string().contains("rebuild with the default features"), "{err}");
 }
 
-#[cfg(feature = "tls")]
+#[cfg(tls)]
 mod with_tls {
     use std::time::Duration;
 
+    use super::common::pki::{Issued, PemFiles, Pki};
     use super::common::tools::{run_ok, tools};
     use super::common::TestServer;
     use greeter::blocking::Greeter;
     use greeter::tls::{ClientTls, ServerTls};
     use greeter::ServerConfig;
     use grpcio::RpcStatusCode;
-    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-
-    /// A CA and what it signed, as PEM.
-    struct Pki {
-        ca_cert: rcgen::Certificate,
-        ca_key: KeyPair,
-    }
-
-    struct Issued {
-        cert: String,
-        key: String,
-    }
-
-    impl Pki {
-        fn new(name: &str) -> Self {
-            let ca_key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.distinguished_name.push(rcgen::DnType::CommonName, name);
-            Pki { ca_cert: params.self_signed(&ca_key).unwrap(), ca_key }
-        }
-
-        fn ca_pem(&self) -> Vec<u8> {
-            self.ca_cert.pem().into_bytes()
-        }
-
-        fn issue(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Issued {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-            params.extended_key_usages = vec![usage];
-            let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
-            Issued { cert: cert.pem(), key: key.serialize_pem() }
-        }
-
-        fn server(&self) -> Issued {
-            self.issue(&["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth)
-        }
-
-        fn client(&self) -> Issued {
-            self.issue(&["greeter-test-client"], ExtendedKeyUsagePurpose::ClientAuth)
-        }
-    }
 
     fn tls_server(pki: &Pki, client_ca: Option<Vec<u8>>) -> TestServer {
-        let issued = pki.server();
         let mut config = ServerConfig::local();
         config.ticker.interval = Duration::from_millis(5);
-        config.tls =
-            Some(ServerTls { cert_chain: issued.cert.into_bytes(), private_key: issued.key.into_bytes(), client_ca });
+        config.tls = Some(ServerTls { client_ca, ..pki.server_tls(false) });
         TestServer::start(config)
     }
 
@@ -133,33 +90,6 @@ mod with_tls {
         assert_eq!(err.code(), Some(RpcStatusCode::UNAVAILABLE), "{err}");
     }
 
-    /// Writes the PEM files the Go and Python clients read; they stay in a temp dir.
-    struct PemFiles {
-        dir: tempfile::TempDir,
-    }
-
-    impl PemFiles {
-        fn new(pki: &Pki, client: Issued) -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            std::fs::write(dir.path().join("ca.pem"), pki.ca_pem()).unwrap();
-            std::fs::write(dir.path().join("client.pem"), client.cert).unwrap();
-            std::fs::write(dir.path().join("client.key"), client.key).unwrap();
-            PemFiles { dir }
-        }
-
-        fn args(&self) -> Vec<String> {
-            let path = |name: &str| self.dir.path().join(name).display().to_string();
-            vec![
-                "--tls-ca".into(),
-                path("ca.pem"),
-                "--tls-cert".into(),
-                path("client.pem"),
-                "--tls-key".into(),
-                path("client.key"),
-            ]
-        }
-    }
-
     #[test]
     fn go_and_python_clients_pass_over_mutual_tls() {
         let pki = Pki::new("greeter test CA");
@@ -170,7 +100,9 @@ mod with_tls {
             (tools.go_bin("interop-client"), "the Go client over mTLS"),
             (tools.python("tests/interop/python/interop_client.py"), "the Python client over mTLS"),
         ] {
-            cmd.args(["--addr", &server.addr]).args(files.args());
+            cmd.args(["--addr", &server.addr]);
+            cmd.args(["--tls-ca", &files.path("ca.pem"), "--tls-cert", &files.path("client.pem")]);
+            cmd.args(["--tls-key", &files.path("client.key")]);
             let out = run_ok(cmd, what);
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert!(stdout.lines().any(|l| l == "OK all four patterns"), "{what}:\n{stdout}");

@@ -1,8 +1,11 @@
 //! Shared test set-up: a real server on a free loopback port, and clients for it.
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod abuse;
 pub mod examples;
 pub mod load;
+pub mod netns;
+pub mod pki;
 pub mod process;
 pub mod tools;
 

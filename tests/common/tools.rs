@@ -120,22 +120,6 @@ pub fn run_ok(cmd: Command, what: &str) -> Output {
     out
 }
 
-/// The right to listen on port 50051, which the tutorial's clients dial, held across
-/// processes: two `cargo test` runs at once (two clones, a stress run) take turns instead of
-/// racing for the port. Released when dropped.
-pub struct TutorialPort(#[allow(dead_code)] std::fs::File);
-
-impl TutorialPort {
-    pub const PORT: u16 = 50051;
-
-    pub fn lock() -> Self {
-        let path = std::env::temp_dir().join("greeter-tests-port-50051.lock");
-        let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
-        file.lock().unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
-        TutorialPort(file)
-    }
-}
-
 /// Runs the tutorial's own Go and Python clients, as published: they dial `localhost:50051`
 /// and run the four patterns. Checks every line they print.
 pub fn run_tutorial_clients() {

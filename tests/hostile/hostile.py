@@ -2,9 +2,11 @@
 """Hostile input for a gRPC server, over raw HTTP/2 (the `h2` library on a plain socket).
 
     python hostile.py --addr 127.0.0.1:50051 --case NAME     (--list prints the case names)
+    python hostile.py --addr 127.0.0.1:50051 --loop 10 --cases NAME,NAME,...
 
 Runs ONE case against a live server and prints one JSON line on stdout describing what came
-back. The common fields are
+back; with --loop, runs the cases in turn for that many seconds and prints, for each case,
+the distinct answers it got (`answer()`'s fields) and how often. The common fields are
 
     case, http_status, content_type, grpc_status, grpc_message,
     stream_reset     RST_STREAM error code the server sent on the case's stream, or null
@@ -25,7 +27,7 @@ plus case-specific fields. HTTP/2 error codes are numbers (RFC 9113 §7: 0 NO_ER
 1 PROTOCOL_ERROR, 2 INTERNAL_ERROR, 7 REFUSED_STREAM, 8 CANCEL, 11 ENHANCE_YOUR_CALM, ...).
 
 Bounded: every socket read has a 5 s timeout, every case has a deadline, and an alarm ends
-the program after 60 s whatever happens. Meant for loopback servers only.
+the program after 60 s (plus --loop's seconds) whatever happens. Meant for loopback servers only.
 """
 
 import argparse
@@ -48,6 +50,7 @@ CASE_DEADLINE = 5.0
 SAY_HELLO = "/greeter.Greeter/SayHello"
 RECORD_METRICS = "/greeter.Greeter/RecordMetrics"
 CHAT = "/greeter.Greeter/Chat"
+STOCK = "/greeter.Greeter/GetStockPrice"
 
 CANCEL = 8
 REFUSED_STREAM = 7
@@ -608,6 +611,41 @@ def case_unknown_encoding(addr):
     return one_call(addr, headers, grpc_frame(hello_request(b"hostile"), compressed=True))
 
 
+def case_unary_no_message(addr):
+    """SayHello with END_STREAM on its HEADERS: a unary call without its one request."""
+    return one_call(addr, request_headers(addr), None)
+
+
+def case_unary_two_messages(addr):
+    """SayHello with two requests where the method takes one."""
+    return one_call(addr, request_headers(addr), GOOD_BODY + GOOD_BODY)
+
+
+def case_message_over_limit(addr):
+    """SayHello whose one request is 4 MiB + 1 byte, complete: just over the receive limit."""
+    name = b"x" * ((4 << 20) + 1 - 5)  # tag, a 4-byte varint length, the name
+    conn = Conn(addr)
+    try:
+        sid = conn.open(request_headers(addr))
+        sent = conn.send_raw_data(sid, grpc_frame(string_field(1, name)), end_stream=True)
+        conn.wait(sid)
+        result = stream_result(conn, sid)
+        result.update(conn_result(conn))
+        result["body_bytes_sent"] = sent
+        result["followup"] = followup(conn)
+        result.update(conn_result(conn))
+        return result
+    finally:
+        conn.close()
+
+
+def case_deadline_1ms_stream(addr):
+    """GetStockPrice with a deadline of 1 ms (`grpc-timeout: 1m`): it passes before any tick."""
+    headers = timeout_headers(addr, "1m")
+    headers = [(k, STOCK if k == ":path" else v) for k, v in headers]
+    return one_call(addr, headers, grpc_frame(string_field(1, b"TSMC")), path=STOCK)
+
+
 def case_unknown_service(addr):
     path = "/greeter.NoSuchService/SayHello"
     return one_call(addr, request_headers(addr, path=path), GOOD_BODY, path=path)
@@ -845,10 +883,36 @@ def pings_since_server_write(frames, pings_sent):
 CASES = {name[len("case_") :]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 
+def answer(result):
+    """What a client is told by a case's result: the fields a test compares exactly."""
+    keys = ("http_status", "grpc_status", "grpc_message", "stream_reset")
+    followup = result.get("followup") or {}
+    return dict({k: result.get(k) for k in keys}, followup_grpc_status=followup.get("grpc_status"))
+
+
+def loop(addr, names, seconds):
+    """Runs `names` in turn, round after round, until `seconds` have passed (one round at
+    least); returns each case's distinct answers with how often each came."""
+    tally = {name: {} for name in names}
+    rounds, end = 0, time.monotonic() + seconds
+    while rounds == 0 or time.monotonic() < end:
+        for name in names:
+            key = json.dumps(answer(CASES[name](addr)), sort_keys=True)
+            tally[name][key] = tally[name].get(key, 0) + 1
+        rounds += 1
+    return {
+        "rounds": rounds,
+        "cases": {name: [{"answer": json.loads(k), "count": n} for k, n in seen.items()] for name, seen in tally.items()},
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--addr", help="host:port of the server (loopback)")
     parser.add_argument("--case", choices=sorted(CASES), help="the case to run")
+    parser.add_argument("--loop", type=float, metavar="SECONDS",
+                        help="run the --cases in turn for SECONDS; print each case's distinct answers")
+    parser.add_argument("--cases", help="comma-separated case names, for --loop")
     parser.add_argument("--list", action="store_true", help="print the case names, one a line")
     parser.add_argument("--body-mib", type=int, default=BODY_MIB, help="length_prefix_4gib_streaming's body")
     args = parser.parse_args()
@@ -856,20 +920,27 @@ def main():
     if args.list:
         print("\n".join(CASES))
         return 0
-    if not args.addr or not args.case:
-        parser.error("--addr and --case are required")
+    names = args.cases.split(",") if args.cases else []
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        parser.error(f"unknown cases {unknown}; --list names them")
+    if not args.addr or not (args.case or (args.loop and names)):
+        parser.error("--addr and --case (or --loop SECONDS --cases A,B) are required")
     host = args.addr.rsplit(":", 1)[0].strip("[]")
     if host not in ("127.0.0.1", "localhost", "::1"):
         parser.error("hostile input is for loopback servers only")
 
     def on_alarm(*_):
-        raise TimeoutError("case did not finish within 60 s")
+        raise TimeoutError("did not finish within its time")
 
     signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(60)
+    signal.alarm(60 + int(args.loop or 0))
     start = time.monotonic()
-    result = {"case": args.case}
-    result.update(CASES[args.case](args.addr))
+    if args.loop:
+        result = loop(args.addr, names, args.loop)
+    else:
+        result = {"case": args.case}
+        result.update(CASES[args.case](args.addr))
     result["elapsed_ms"] = round((time.monotonic() - start) * 1000)
     print(json.dumps(result))
     return 0

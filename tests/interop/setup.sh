@@ -13,6 +13,7 @@ PROTOC_GEN_GO_VERSION=v1.36.12     # google.golang.org/protobuf
 PROTOC_GEN_GO_GRPC_VERSION=v1.6.2  # google.golang.org/grpc/cmd/protoc-gen-go-grpc
 GRPCURL_VERSION=v1.9.3             # github.com/fullstorydev/grpcurl, for the reflection tests
 GRPC_GO_INTEROP_VERSION=v1.85.0    # google.golang.org/grpc/interop/{client,server}, the official cases
+GRPC_HEALTH_PROBE_VERSION=v0.4.62  # github.com/grpc-ecosystem/grpc-health-probe, what platforms probe with
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -91,6 +92,17 @@ else
   say "installing grpcurl@$GRPCURL_VERSION"
   GOBIN=$BIN go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
   stamp grpcurl "$grpcurl_key"
+fi
+
+# --- 2b'. grpc_health_probe ---------------------------------------------------------
+step="go install grpc-health-probe"
+probe_key="$(go env GOVERSION) $GRPC_HEALTH_PROBE_VERSION"
+if fresh probe "$probe_key" "$BIN/grpc-health-probe"; then
+  say "grpc-health-probe up to date"
+else
+  say "installing grpc-health-probe@$GRPC_HEALTH_PROBE_VERSION"
+  GOBIN=$BIN go install "github.com/grpc-ecosystem/grpc-health-probe@$GRPC_HEALTH_PROBE_VERSION"
+  stamp probe "$probe_key"
 fi
 
 # --- 2c. grpc-go's official interop client and server -------------------------------
