@@ -72,8 +72,9 @@ fn generate(include: &Path, input: &Path, module: &str, out_dir: &Path) -> Resul
         protobuf2::Message::parse_from_bytes(&set.write_to_bytes()?)?;
     let to_generate: Vec<String> = parsed.relative_paths.iter().map(|p| p.to_string()).collect();
     for file in grpcio_compiler::codegen::gen(set_v2.get_file(), &to_generate) {
-        // The method descriptors are made public: the server registers its handlers itself
-        // (src/service.rs), wrapping each in its metrics, instead of through `create_*`.
+        // The method descriptors are made public: every service registers its handlers
+        // through the call layer (src/call/register.rs), which wraps each call for the
+        // server's observers, instead of through `create_*`.
         let code = String::from_utf8(file.content)?
             .replace(&format!("super::{stem}::"), &format!("super::{module}::"))
             .replace("\nconst METHOD_", "\npub const METHOD_");

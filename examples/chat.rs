@@ -1,7 +1,9 @@
 //! Level 4, bidirectional streaming: `cargo run --example chat -- --messages Hello,Bye`.
 
+mod cli;
+
 use clap::Parser;
-use greeter::cli::{self, ClientArgs};
+use cli::ClientArgs;
 
 /// Chat with the server: send messages while its replies stream back.
 #[derive(Parser)]

@@ -1,8 +1,10 @@
 //! All four patterns in order, printing what the tutorial's Go client prints:
 //! `cargo run --example client`.
 
+mod cli;
+
 use clap::Parser;
-use greeter::cli::{self, ClientArgs};
+use cli::ClientArgs;
 
 /// Run the tutorial's four calls against a Greeter server.
 #[derive(Parser)]

@@ -4,11 +4,13 @@
 //! Prints `PASS <case>` for each case that passes; for each one that fails, one line on
 //! stderr naming the check, and the exit status is non-zero.
 
+mod cli;
+
 use std::process::ExitCode;
 
 use clap::Parser;
-use greeter::cli;
-use greeter::interop::{self, cli::InteropClientArgs};
+use cli::interop::InteropClientArgs;
+use greeter::interop;
 
 /// Run gRPC's official interop cases against a grpc.testing.TestService server.
 #[derive(Parser)]

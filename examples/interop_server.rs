@@ -4,9 +4,10 @@
 //! Listens on every interface and prints `LISTENING <port>` once it serves (with `--port 0`,
 //! the port it picked); stops on SIGINT/SIGTERM.
 
+mod cli;
+
 use clap::Parser;
-use greeter::cli;
-use greeter::interop::cli::InteropServerArgs;
+use cli::interop::InteropServerArgs;
 
 /// Serve grpc.testing.TestService for gRPC's official interop clients.
 #[derive(Parser)]

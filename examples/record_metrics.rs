@@ -1,7 +1,9 @@
 //! Level 3, client streaming: `cargo run --example record_metrics -- --values 25.5,26.8,27.1`.
 
+mod cli;
+
 use clap::Parser;
-use greeter::cli::{self, ClientArgs};
+use cli::ClientArgs;
 
 /// Upload readings and print the server's count and average.
 #[derive(Parser)]

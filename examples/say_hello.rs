@@ -1,7 +1,9 @@
 //! Level 1, unary: `cargo run --example say_hello -- --name Ferris`.
 
+mod cli;
+
 use clap::Parser;
-use greeter::cli::{self, ClientArgs};
+use cli::ClientArgs;
 
 /// Call SayHello once and print the greeting.
 #[derive(Parser)]

@@ -2,10 +2,12 @@
 //!
 //! SIGINT (Ctrl-C) or SIGTERM starts a graceful shutdown; the process exits 0 once stopped.
 
+mod cli;
+
 use std::process::ExitCode;
 
 use clap::Parser;
-use greeter::cli::{self, ServerArgs};
+use cli::ServerArgs;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 

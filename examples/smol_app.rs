@@ -4,13 +4,15 @@
 //! The same calls as `tokio_app` (1 000 concurrent SayHello, 20 concurrent stock
 //! subscriptions) as smol tasks, with the time each batch took.
 
+mod cli;
+
 use std::error::Error;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
+use cli::ClientArgs;
 use futures::TryStreamExt as _;
-use greeter::cli::{self, ClientArgs};
 
 /// Exercise a Greeter server from smol tasks.
 #[derive(Parser)]

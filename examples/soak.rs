@@ -7,14 +7,16 @@
 //! cargo run --release --example soak -- --clients 8 --duration 10m --server-pid $!
 //! ```
 
+mod cli;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use cli::ClientArgs;
 use futures::{SinkExt as _, TryStreamExt as _};
-use greeter::cli::{self, ClientArgs};
 use greeter::proto::health::{HealthCheckRequest, HealthClient};
 use greeter::proto::reflection::v1::{ServerReflectionClient, ServerReflectionRequest};
 use greeter::{ClientError, Greeter};

@@ -1,7 +1,9 @@
 //! Level 2, server streaming: `cargo run --example stock_price -- --symbol TSMC`.
 
+mod cli;
+
 use clap::Parser;
-use greeter::cli::{self, ClientArgs};
+use cli::ClientArgs;
 
 /// Subscribe to a symbol and print each price tick as it arrives.
 #[derive(Parser)]

@@ -4,13 +4,15 @@
 //! subscriptions from tokio tasks, prints how long each batch took, then serves until Ctrl-C
 //! (or SIGTERM) and shuts down gracefully, all without blocking a tokio worker.
 
+mod cli;
+
 use std::error::Error;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use cli::ServerArgs;
 use futures::TryStreamExt as _;
-use greeter::cli::{self, ServerArgs};
 use greeter::Greeter;
 use tokio::signal::unix::{signal, SignalKind};
 

@@ -33,6 +33,8 @@ pub enum ClientError {
 
 impl ClientError {
     /// Classifies a grpcio error from `call` to `addr`: UNAVAILABLE means we never got through.
+    /// For calls made on [`Greeter::channel`](crate::Greeter::channel) (health, reflection), so
+    /// that they fail the way the Greeter calls do.
     pub fn from_grpc(call: &'static str, addr: &str, err: grpcio::Error) -> Self {
         let addr = addr.to_owned();
         match err {

@@ -1,8 +1,30 @@
 //! # greeter
 //!
 //! The `greeter.Greeter` service of the Go + Python gRPC tutorial, in Rust on `grpcio`
-//! (gRPC C-core), with its four call patterns, health checking, server reflection and a graceful
-//! shutdown, and a client for it. Neither side depends on an async runtime; both fit into any.
+//! (gRPC C-core), with its four call patterns, health checking, server reflection, Prometheus
+//! metrics and a graceful shutdown, and a client for it. Neither side depends on an async
+//! runtime; both fit into any.
+//!
+//! ## Layers
+//!
+//! Each module imports only from the layers below it:
+//!
+//! ```text
+//!  examples/ (the programs)
+//!      │
+//!  server            ServerConfig → GreeterServer: bind, register, observe, shut down
+//!      │   └───────► telemetry    Prometheus metrics (a call observer), /metrics
+//!      ▼                 │
+//!  patterns, health, reflection, interop        the services: what each call computes
+//!      │                 │
+//!      ▼                 ▼
+//!  call              the server side of one call: request stream, reply sinks, the
+//!      │             observer hooks, the Registrar every method goes through
+//!      ▼
+//!  proto, transport, tls, error                 generated code; C-core's settings
+//!
+//!  client            Greeter, blocking::Greeter: on proto, tls and error only
+//! ```
 //!
 //! ## The path of a request
 //!
@@ -13,13 +35,9 @@
 //!  completion-queue thread (grpcio; one per queue, `--completion-queues`)
 //!                   │  looks the method up in the registered services
 //!                   ▼
-//!  server::service: the method's handler, registered with its metrics
-//!                   │  wraps grpcio's sinks and streams (metrics::call), hands the call on
-//!      ┌────────────┼──────────────────┬───────────────────┐
-//!      ▼            ▼                  ▼                   ▼
-//!  say_hello   stock_price         record_metrics         chat
-//!  (unary)     (server stream)     (client stream)        (bidi stream)
-//!  └──────────────────── patterns/, one file each ─────────────────────┘
+//!  call::Registrar's wrapper: the request stream and reply sink, told to the observers
+//!                   ▼
+//!  the method's handler: patterns/say_hello.rs, stock_price.rs, record_metrics.rs, chat.rs
 //! ```
 //!
 //! A handler never blocks. It wraps its work in a future and spawns it on the completion
@@ -46,45 +64,32 @@
 //! [`Greeter`]'s futures and streams run on any executor, and [`blocking::Greeter`] is a
 //! `block_on` over them for code that is not async.
 //!
-//! ## The modules
+//! ## The public API
 //!
-//! ```text
-//!  src/
-//!  ├─ patterns/     the tutorial's four levels: say_hello, stock_price (StockTicker),
-//!  │                record_metrics (MetricsAccumulator), chat
-//!  ├─ server/       ServerConfig → GreeterServer: bind, limits, TLS, start (mod.rs);
-//!  │                service.rs registers every method with its handler and metrics;
-//!  │                health.rs, reflection.rs; shutdown.rs (GracefulShutdown);
-//!  │                send_batched.rs: Chat's replies batched without making a client wait
-//!  ├─ metrics/      go-grpc-prometheus's series, the call wrappers, the /metrics endpoint
-//!  ├─ client/       async Greeter, blocking::Greeter, round_robin balancing
-//!  ├─ interop/      gRPC's official interop cases: grpc.testing.TestService, server and client
-//!  ├─ proto.rs      the code build.rs generates from proto/
-//!  ├─ tls.rs        certificates for both sides (cargo feature `tls`)
-//!  ├─ heap.rs       malloc's in-use and free bytes (leak or kept memory?)
-//!  ├─ cli.rs        the flags the examples share
-//!  └─ error.rs      ServerError, ClientError
-//! ```
-//!
-//! - [`patterns`]: what the server computes, one file per call pattern.
-//! - [`server`]: everything around them; [`server::service`] is the one place where calls
-//!   are registered and wrapped in their [`metrics`].
-//! - [`client`]: the tutorial's four calls from Rust, async ([`Greeter`]) and blocking
-//!   ([`blocking::Greeter`]); [`cli`]: flags shared by the examples; [`tls`]: TLS and mutual TLS.
+//! - The client: [`Greeter`], [`GreeterBuilder`], [`LoadBalancing`], [`blocking::Greeter`],
+//!   [`ClientError`].
+//! - The server: [`ServerConfig`] (with [`GreeterConfig`], [`TransportLimits`],
+//!   [`GracefulShutdown`]), [`GreeterServer`], [`ShutdownOutcome`], [`ServerError`].
+//! - TLS: [`ServerTls`], [`ClientTls`], [`TlsError`].
+//! - [`patterns`]: the logic of the four calls, for a reader; [`proto`]: the generated types.
+//! - [`interop`]: gRPC's official interop harness, for its examples and tests.
 
-pub mod cli;
-pub mod client;
-pub mod error;
-pub mod heap;
+mod call;
+mod client;
+mod error;
+mod health;
 pub mod interop;
-pub mod metrics;
 pub mod patterns;
 pub mod proto;
-pub mod server;
-pub mod tls;
+mod reflection;
+mod server;
+mod telemetry;
+mod tls;
+mod transport;
 
-pub use client::{blocking, Greeter, GreeterBuilder, LoadBalancing};
+pub use client::{blocking, round_robin_service_config, Greeter, GreeterBuilder, LoadBalancing};
 pub use error::{ClientError, ServerError};
-pub use patterns::stock_price::{StockTicker, TickerConfig};
-pub use server::shutdown::{GracefulShutdown, ShutdownOutcome};
-pub use server::{GreeterServer, Limits, ServerConfig};
+pub use patterns::GreeterConfig;
+pub use server::{GracefulShutdown, GreeterServer, ServerConfig, ShutdownOutcome};
+pub use tls::{ClientTls, ServerTls, TlsError};
+pub use transport::TransportLimits;

@@ -15,6 +15,9 @@ mod generated {
 pub use generated::greeter::*;
 pub use generated::greeter_grpc::*;
 
+/// The Greeter service's full name, as the proto defines it; health reports on it by this name.
+pub const GREETER_SERVICE: &str = "greeter.Greeter";
+
 /// `grpc.health.v1`: messages and the `Health` service glue.
 pub mod health {
     pub use super::generated::health::*;

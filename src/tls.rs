@@ -17,8 +17,9 @@ pub struct ServerTls {
 /// What a client trusts and, for mutual TLS, who it is.
 #[derive(Clone, Default)]
 pub struct ClientTls {
-    /// CA that signed the server's certificate (PEM).
-    pub server_ca: Vec<u8>,
+    /// CA that signed the server's certificate (PEM); `None` trusts the roots C-core finds on
+    /// the system.
+    pub server_ca: Option<Vec<u8>>,
     /// Client certificate chain and key (PEM), for servers that require one.
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
     /// Name to expect in the server's certificate instead of the host of the address.
@@ -56,7 +57,7 @@ pub enum TlsError {
 }
 
 /// Reads a PEM file, checking it at least looks like one.
-pub fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+pub(crate) fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     let pem = std::fs::read(path).map_err(|source| TlsError::Read { what, path: path.to_owned(), source })?;
     if !pem.windows(10).any(|w| w == b"-----BEGIN") {
         return Err(TlsError::NotPem { what, path: path.to_owned() });
@@ -105,13 +106,16 @@ impl ClientTls {
             (Some(_), None) => return Err(TlsError::HalfPair("--tls-cert")),
             (None, Some(_)) => return Err(TlsError::HalfPair("--tls-key")),
         };
-        Ok(ClientTls { server_ca: read_pem("server CA", ca)?, identity, server_name })
+        Ok(ClientTls { server_ca: Some(read_pem("server CA", ca)?), identity, server_name })
     }
 
     /// Adds these credentials to a channel being built.
     #[cfg(tls)]
     pub(crate) fn apply(&self, builder: grpcio::ChannelBuilder) -> Result<grpcio::ChannelBuilder, TlsError> {
-        let mut creds = grpcio::ChannelCredentialsBuilder::new().root_cert(self.server_ca.clone());
+        let mut creds = grpcio::ChannelCredentialsBuilder::new();
+        if let Some(ca) = &self.server_ca {
+            creds = creds.root_cert(ca.clone());
+        }
         if let Some((cert, key)) = &self.identity {
             creds = creds.cert(cert.clone(), key.clone());
         }

@@ -1,6 +1,8 @@
 //! The examples as a user runs them: the server binary on a free port, each client binary
 //! against it, output checked line by line, then SIGTERM and a clean exit.
 
+#[path = "../examples/cli/mod.rs"]
+mod cli;
 mod common;
 
 use std::collections::BTreeSet;
@@ -8,10 +10,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 
+use cli::ServerArgs;
 use common::examples::{example, ServerProcess};
 use common::process::{output_within, KillOnDrop, DEADLINE};
 use common::RefusedPort;
-use greeter::cli::ServerArgs;
 
 fn start_server() -> ServerProcess {
     ServerProcess::start(&["--addr", "127.0.0.1:0", "--stock-interval", "10ms", "--grace", "5s"], "info")

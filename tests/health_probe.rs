@@ -55,7 +55,7 @@ fn the_probe_cannot_connect_where_nothing_listens() {
 #[test]
 fn during_a_graceful_shutdown_the_probe_is_told_not_serving_before_the_port_closes() {
     let mut config = ServerConfig::local();
-    config.drain = Duration::from_secs(15); // far longer than the probe takes, even loaded
+    config.shutdown.drain = Duration::from_secs(15); // far longer than the probe takes, even loaded
     let server = TestServer::start(config);
     let addr = server.addr.clone();
     // A health watcher (as a balancing client keeps), which makes the server drain.

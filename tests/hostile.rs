@@ -520,7 +520,7 @@ fn direct_answer(kind: &str) -> Value {
 #[test]
 fn well_behaved_clients_lose_no_call_beside_a_hostile_one() {
     let mut config = ServerConfig::local();
-    config.ticker.interval = std::time::Duration::from_millis(10);
+    config.greeter.stock_interval = std::time::Duration::from_millis(10);
     let server = TestServer::start(config);
     let outcome = abuse(&server.addr, (0..4).map(|_| server.client()).collect());
     outcome.assert(direct_answer);

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::netns::in_private_network;
+use common::scrape::scrape;
 use common::tools::{run_ok, run_tutorial_clients, tools, PeerServer};
 use common::TestServer;
 use greeter::blocking::Greeter;
@@ -115,13 +116,14 @@ fn python_client_vs_python_server() {
 fn the_tutorials_own_clients_work_unmodified_against_our_server() {
     tools(); // set up (it may download) before the network goes private
     let (ticks, completed) = in_private_network(|| {
-        let mut config = ServerConfig::default(); // [::]:50051
-        config.ticker.interval = Duration::from_millis(INTERVAL_MS);
+        // [::]:50051, and /metrics on this network's loopback
+        let config = common::with_metrics(ServerConfig::default(), Duration::from_millis(INTERVAL_MS));
         let server = config.start().expect("our server on port 50051 of the test's own network");
         run_tutorial_clients();
-        (server.ticker_stats().ticks_sent(), server.ticker_stats().completed())
+        let metrics = scrape(server.metrics_addr().unwrap());
+        (metrics.ticks_sent(), metrics.subscriptions_ended("OK"))
     });
     // Five ticks for the Go client and five for the Python one, all sent by this server.
-    assert_eq!(ticks, 10);
-    assert_eq!(completed, 2);
+    assert_eq!(ticks, 10.0);
+    assert_eq!(completed, 2.0);
 }

@@ -17,7 +17,7 @@ use grpcio::{ChannelBuilder, EnvBuilder, RpcStatusCode, WriteFlags};
 #[test]
 fn a_chat_message_over_the_cap_is_invalid_argument_naming_the_limit() {
     let mut config = ServerConfig::local();
-    config.limits.max_chat_message_len = 16;
+    config.greeter.max_chat_message_len = 16;
     let server = TestServer::start(config);
 
     // Lock-step, because a grpcio client drops replies still unread when a status arrives.
@@ -44,11 +44,9 @@ fn a_chat_message_over_the_cap_is_invalid_argument_naming_the_limit() {
 
 #[test]
 fn one_subscription_over_the_cap_is_resource_exhausted() {
-    let mut config = ServerConfig::local();
-    config.limits.max_subscriptions = 2;
-    config.ticker.interval = Duration::from_secs(60);
+    let mut config = common::with_metrics(ServerConfig::local(), Duration::from_secs(60));
+    config.greeter.max_subscriptions = 2;
     let server = TestServer::start(config);
-    let stats = server.server().ticker_stats();
     let client = server.raw_client();
     let req = common::tsmc();
 
@@ -63,19 +61,17 @@ fn one_subscription_over_the_cap_is_resource_exhausted() {
 
     // Cancelling one frees its place.
     drop(open.pop());
-    wait_until("a place is free", || stats.active() == 1);
+    wait_until("a place is free", || server.scrape().subscriptions_active() == 1.0);
     let mut again = client.get_stock_price(&req).unwrap();
     assert!(block_on(again.try_next()).unwrap().is_some());
 }
 
 #[test]
 fn calls_beyond_max_concurrent_streams_wait_for_a_free_stream() {
-    let mut config = ServerConfig::local();
-    config.limits.max_concurrent_streams = 2;
-    config.ticker.ticks = 3;
-    config.ticker.interval = Duration::from_millis(300);
+    let mut config = common::with_metrics(ServerConfig::local(), Duration::from_millis(300));
+    config.transport.max_concurrent_streams = 2;
+    config.greeter.stock_ticks = 3;
     let server = TestServer::start(config);
-    let stats = server.server().ticker_stats();
     let client = server.raw_client(); // one connection for all three calls
     let req = common::tsmc();
 
@@ -88,27 +84,28 @@ fn calls_beyond_max_concurrent_streams_wait_for_a_free_stream() {
     // Over the whole run, not at one moment: every ticker lives ~600 ms (3 ticks 300 ms
     // apart), so a third call that did not wait would show as 3 active for that long.
     let start = Instant::now();
-    let mut most_active = 0;
-    while stats.completed() < 3 {
-        most_active = most_active.max(stats.active());
-        assert!(most_active <= 2, "a third call ran beside the two streams the server allows");
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the three calls did not complete; {} did",
-            stats.completed()
-        );
+    let mut most_active = 0.0f64;
+    loop {
+        let metrics = server.scrape();
+        let completed = metrics.subscriptions_ended("OK");
+        if completed == 3.0 {
+            break;
+        }
+        most_active = most_active.max(metrics.subscriptions_active());
+        assert!(most_active <= 2.0, "a third call ran beside the two streams the server allows");
+        assert!(start.elapsed() < Duration::from_secs(30), "the three calls did not complete; {completed} did");
         std::thread::sleep(Duration::from_millis(1));
     }
-    assert_eq!(most_active, 2, "the two allowed calls ran side by side");
+    assert_eq!(most_active, 2.0, "the two allowed calls ran side by side");
     assert_eq!(reader.join().unwrap().unwrap(), [3, 3, 3], "every call completes in the end");
 }
 
 #[test]
 fn a_client_pinging_too_often_is_sent_away() {
     let mut config = ServerConfig::local();
-    config.limits.min_client_ping_interval = Duration::from_secs(60);
-    config.limits.max_ping_strikes = 1;
-    config.ticker.interval = Duration::from_secs(60);
+    config.transport.min_client_ping_interval = Duration::from_secs(60);
+    config.transport.max_ping_strikes = 1;
+    config.greeter.stock_interval = Duration::from_secs(60);
     let server = TestServer::start(config);
 
     // A client that pings every 50 ms on an idle stream: far more often than allowed.
@@ -150,7 +147,7 @@ fn a_client_pinging_too_often_is_sent_away() {
 #[test]
 fn a_reply_over_max_send_message_len_is_resource_exhausted() {
     let mut config = ServerConfig::local();
-    config.limits.max_send_message_len = 100;
+    config.transport.max_send_message_len = 100;
     let server = TestServer::start(config);
     let client = server.raw_client();
     // HelloReply { message: "Hello " + name } is 1 tag byte + 1 length byte + 6 + name bytes

@@ -22,8 +22,10 @@ use std::time::Duration;
 use common::examples::example;
 use common::process::{output_within, KillOnDrop, DEADLINE};
 use common::tools::{tools, PeerServer};
-use greeter::interop::client::STREAM_TRAILERS_LIMIT;
-use greeter::interop::{Case, InteropClient, InteropError, InteropServer, InteropServerConfig, InteropTls, SoakConfig};
+use greeter::interop::{
+    Case, InteropClient, InteropError, InteropServer, InteropServerConfig, SoakConfig, STREAM_TRAILERS_LIMIT,
+};
+use greeter::ClientTls;
 
 /// The name grpc's test server certificate (server1.pem) is issued for.
 const TLS_SERVER_NAME: &str = "foo.test.google.fr";
@@ -98,7 +100,7 @@ fn our_server(security: Security) -> InteropServer {
     let tls = match security {
         Security::Plaintext => None,
         Security::Tls => {
-            Some(greeter::tls::ServerTls::from_files(&testdata("server1.pem"), &testdata("server1.key"), None).unwrap())
+            Some(greeter::ServerTls::from_files(&testdata("server1.pem"), &testdata("server1.key"), None).unwrap())
         }
     };
     InteropServerConfig { addr: "127.0.0.1:0".to_owned(), tls }.start().expect("our interop server starts")
@@ -116,8 +118,9 @@ fn soak() -> SoakConfig {
 fn our_client(port: u16, case: Case, security: Security) -> Result<(), InteropError> {
     let tls = match security {
         Security::Plaintext => None,
-        Security::Tls => Some(InteropTls {
-            ca: Some(std::fs::read(testdata("ca.pem")).unwrap()),
+        Security::Tls => Some(ClientTls {
+            server_ca: Some(std::fs::read(testdata("ca.pem")).unwrap()),
+            identity: None,
             server_name: Some(TLS_SERVER_NAME.to_owned()),
         }),
     };
@@ -366,7 +369,7 @@ fn interval_us_spaces_the_responses() {
 /// the limit either way (right for the uncompressed probe, wrong for the compressed request).
 #[test]
 fn expect_compressed_is_an_engine_limit() {
-    use greeter::interop::service::COMPRESSION_LIMIT;
+    use greeter::interop::COMPRESSION_LIMIT;
     use greeter::proto::testing::{BoolValue, SimpleRequest, TestServiceClient};
     use grpcio::{CompressionAlgorithms, RpcStatusCode};
 

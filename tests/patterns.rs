@@ -43,7 +43,7 @@ fn say_hello_accepts_a_one_mib_name() {
 
 #[test]
 fn stock_price_sends_five_ticks_of_the_symbol_in_price_range() {
-    let server = TestServer::with_interval(FAST);
+    let server = TestServer::with_metrics(FAST);
     let ticks = server.client().stock_prices("TSMC", |_| {}).unwrap();
     assert_eq!(ticks.len(), 5);
     for tick in &ticks {
@@ -52,14 +52,14 @@ fn stock_price_sends_five_ticks_of_the_symbol_in_price_range() {
     }
     // Uniform random prices: five equal ones would mean the generator is stuck.
     assert!(ticks.iter().any(|t| t.price != ticks[0].price));
-    wait_until("the ticker is done", || server.server().ticker_stats().completed() == 1);
+    wait_until("the ticker is done", || server.scrape().subscriptions_ended("OK") == 1.0);
 }
 
 #[test]
 fn stock_price_tick_count_is_configurable() {
     let mut config = ServerConfig::local();
-    config.ticker.ticks = 1000;
-    config.ticker.interval = Duration::ZERO;
+    config.greeter.stock_ticks = 1000;
+    config.greeter.stock_interval = Duration::ZERO;
     let server = TestServer::start(config);
     assert_eq!(server.client().stock_prices("AAPL", |_| {}).unwrap().len(), 1000);
 }
@@ -68,37 +68,32 @@ fn stock_price_tick_count_is_configurable() {
 fn cancelling_a_stock_stream_stops_the_ticker_at_once() {
     // Ticks are a minute apart: if cancellation were only noticed at the next tick, the
     // ticker would still be running when `wait_until` gives up after 10 s.
-    let mut config = ServerConfig::local();
-    config.ticker.ticks = 100;
-    config.ticker.interval = Duration::from_secs(60);
+    let mut config = common::with_metrics(ServerConfig::local(), Duration::from_secs(60));
+    config.greeter.stock_ticks = 100;
     let server = TestServer::start(config);
-    let stats = server.server().ticker_stats();
 
     let client = server.raw_client();
     let req = common::tsmc();
     let mut stream = client.get_stock_price(&req).unwrap();
     block_on(stream.next()).unwrap().unwrap();
-    // The tick reached us; grpcio reports its send complete to the server a moment later.
-    wait_until("the first tick's send is complete", || stats.ticks_sent() == 1);
     stream.cancel();
     drop(stream);
 
-    wait_until("the ticker has stopped", || stats.active() == 0);
-    assert_eq!(stats.ticks_sent(), 1);
-    assert_eq!(stats.stopped_early(), 1);
-    assert_eq!(stats.completed(), 0);
+    wait_until("the ticker has stopped", || server.scrape().subscriptions_active() == 0.0);
+    let m = server.scrape();
+    assert_eq!(m.ticks_sent(), 1.0);
+    assert_eq!(m.subscriptions_ended("Canceled"), 1.0);
+    assert_eq!(m.subscriptions_ended("OK"), 0.0);
 }
 
 #[test]
 fn cancelling_after_two_ticks_stops_the_ticker_before_a_third() {
-    let mut config = ServerConfig::local();
-    config.ticker.ticks = 100;
     // The yardstick: a ticker that only noticed the cancel when its next tick was due would
     // stop an interval after it, not at once.
     let interval = Duration::from_secs(3);
-    config.ticker.interval = interval;
+    let mut config = common::with_metrics(ServerConfig::local(), interval);
+    config.greeter.stock_ticks = 100;
     let server = TestServer::start(config);
-    let stats = server.server().ticker_stats();
 
     let client = server.raw_client();
     let req = common::tsmc();
@@ -106,23 +101,19 @@ fn cancelling_after_two_ticks_stops_the_ticker_before_a_third() {
     for _ in 0..2 {
         block_on(stream.next()).unwrap().unwrap();
     }
-    // The tick reached us; grpcio reports its send complete to the server a moment later.
-    wait_until("the second tick's send is complete", || stats.ticks_sent() == 2);
     stream.cancel();
     let cancelled = std::time::Instant::now();
     drop(stream);
-    wait_until("the ticker has stopped", || stats.active() == 0);
+    wait_until("the ticker has stopped", || server.scrape().subscriptions_active() == 0.0);
     assert!(cancelled.elapsed() < interval, "the ticker stopped {:?} after the cancel", cancelled.elapsed());
-    assert_eq!(stats.stopped_early(), 1);
-    assert_eq!(stats.ticks_sent(), 2, "a stopped ticker's count is final: no third tick");
+    let m = server.scrape();
+    assert_eq!(m.subscriptions_ended("Canceled"), 1.0);
+    assert_eq!(m.ticks_sent(), 2.0, "a stopped ticker's count is final: no third tick");
 }
 
 #[test]
 fn a_deadline_shorter_than_the_interval_is_deadline_exceeded() {
-    let mut config = ServerConfig::local();
-    config.ticker.interval = Duration::from_secs(60);
-    let server = TestServer::start(config);
-    let stats = server.server().ticker_stats();
+    let server = TestServer::with_metrics(Duration::from_secs(60));
 
     let client = server.raw_client();
     let req = common::tsmc();
@@ -133,8 +124,10 @@ fn a_deadline_shorter_than_the_interval_is_deadline_exceeded() {
     assert!(first.is_some(), "the first tick comes at once");
     let err = block_on(stream.try_next()).unwrap_err();
     assert_eq!(status_code(&err), RpcStatusCode::DEADLINE_EXCEEDED);
-    wait_until("the server's ticker has stopped", || stats.active() == 0);
-    assert_eq!(stats.stopped_early(), 1);
+    wait_until("the server's ticker has stopped", || server.scrape().subscriptions_active() == 0.0);
+    // Our deadline timer and the client's cancel at its deadline race; either names the end.
+    let m = server.scrape();
+    assert_eq!(m.subscriptions_ended("DeadlineExceeded") + m.subscriptions_ended("Canceled"), 1.0);
 }
 
 // --- Level 3: client streaming ---

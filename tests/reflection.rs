@@ -60,7 +60,7 @@ fn grpcurl_describes_the_service_and_its_messages() {
 #[test]
 fn grpcurl_calls_unary_and_server_streaming_methods_without_the_proto() {
     let mut config = ServerConfig::local();
-    config.ticker.interval = std::time::Duration::from_millis(5);
+    config.greeter.stock_interval = std::time::Duration::from_millis(5);
     let server = TestServer::start(config);
     let hello = grpcurl(&server, &["-d", r#"{"name":"grpcurl"}"#], &["greeter.Greeter/SayHello"]);
     assert!(hello.contains(r#""message": "Hello grpcurl""#), "{hello}");
@@ -75,7 +75,7 @@ fn grpcurl_checks_health_without_the_proto() {
     let check = || grpcurl(&server, &["-d", r#"{"service":"greeter.Greeter"}"#], &["grpc.health.v1.Health/Check"]);
     assert_eq!(check(), "{\n  \"status\": \"SERVING\"\n}\n");
     // The answer is the server's current status, not a constant.
-    server.server().health().set_serving_status("greeter.Greeter", ServingStatus::NOT_SERVING);
+    server.server().set_serving_status("greeter.Greeter", ServingStatus::NOT_SERVING);
     assert_eq!(check(), "{\n  \"status\": \"NOT_SERVING\"\n}\n");
 }
 

@@ -1,6 +1,6 @@
 //! Replicas behind C-core's own client-side load balancing: three `server` example processes
 //! on loopback, and clients whose channel names all three (`ipv4:a,b,c`) with `round_robin`,
-//! health-checked subchannels and SayHello retried on UNAVAILABLE (`greeter::client::balancing`).
+//! health-checked subchannels and SayHello retried on UNAVAILABLE (`greeter::round_robin_service_config`).
 //!
 //! The evidence of where each call went is each replica's own log: at debug level it writes
 //! one "Received greeting request" line per SayHello it served.
@@ -15,7 +15,7 @@ use common::examples::ServerProcess;
 use common::load::Load;
 use common::process::{KillOnDrop, DEADLINE};
 use common::tools::{run_ok, tools};
-use greeter::client::balancing::round_robin_service_config;
+use greeter::round_robin_service_config;
 use greeter::{blocking, ClientError, Greeter, LoadBalancing};
 use grpcio::RpcStatusCode;
 

@@ -129,16 +129,17 @@ mod checks {
 
     /// Dropping a subscription after its first tick cancels it on the server.
     pub async fn cancel_by_drop() {
-        let server = TestServer::with_interval(Duration::from_millis(200));
+        let server = TestServer::with_metrics(Duration::from_millis(200));
         let mut ticks = server.async_client().stock_prices("TSMC").unwrap();
         ticks.next().await.expect("a first tick").unwrap();
         drop(ticks);
-        let stats = server.server().ticker_stats();
         let waited = Instant::now();
-        while stats.stopped_early() == 0 && waited.elapsed() < Duration::from_secs(10) {
+        while server.scrape().subscriptions_ended("Canceled") == 0.0 && waited.elapsed() < Duration::from_secs(10) {
             Delay::new(Duration::from_millis(10)).await;
         }
-        assert_eq!((stats.stopped_early(), stats.completed()), (1, 0), "the server saw the cancel");
+        let m = server.scrape();
+        let ended = (m.subscriptions_ended("Canceled"), m.subscriptions_ended("OK"));
+        assert_eq!(ended, (1.0, 0.0), "the server saw the cancel");
         stop(server).await;
     }
 
@@ -156,7 +157,7 @@ mod checks {
     /// The async shutdown waits for a subscription in flight, which ends OK.
     pub async fn shutdown_waits_for_calls_in_flight() {
         let mut config = ServerConfig::local();
-        config.ticker.interval = Duration::from_millis(50);
+        config.greeter.stock_interval = Duration::from_millis(50);
         let server = TestServer::start(config);
         let mut ticks = server.async_client().stock_prices("TSMC").unwrap();
         ticks.next().await.expect("a first tick").unwrap();

@@ -52,7 +52,7 @@ fn a_message_over_the_receive_limit_is_resource_exhausted() {
 #[test]
 fn the_receive_limit_is_configurable() {
     let mut config = ServerConfig::local();
-    config.limits.max_receive_message_len = 1024;
+    config.transport.max_receive_message_len = 1024;
     let server = TestServer::start(config);
     let client = server.client();
     assert_eq!(client.say_hello(&"x".repeat(2048)).unwrap_err().code(), Some(RpcStatusCode::RESOURCE_EXHAUSTED));
@@ -68,7 +68,7 @@ fn health_check(client: &HealthClient, service: &str) -> Result<ServingStatus, g
 fn health_is_serving_once_started_and_not_serving_when_shutdown_begins() {
     let mut config = ServerConfig::local();
     // Far longer than the test: the shutdown may only end early because the watchers' streams end.
-    config.grace = Duration::from_secs(60);
+    config.shutdown.grace = Duration::from_secs(60);
     let server = TestServer::start(config);
     let health = HealthClient::new(server.channel());
     assert_eq!(health_check(&health, "").unwrap(), ServingStatus::SERVING);
@@ -114,8 +114,8 @@ fn health_is_serving_once_started_and_not_serving_when_shutdown_begins() {
 #[test]
 fn graceful_shutdown_lets_an_in_flight_stream_finish() {
     let mut config = ServerConfig::local();
-    config.ticker.interval = Duration::from_millis(100);
-    config.grace = Duration::from_secs(20);
+    config.greeter.stock_interval = Duration::from_millis(100);
+    config.shutdown.grace = Duration::from_secs(20);
     let server = TestServer::start(config);
     let addr = server.addr.clone();
 
@@ -140,9 +140,9 @@ fn graceful_shutdown_lets_an_in_flight_stream_finish() {
 #[test]
 fn shutdown_cancels_calls_still_running_after_the_grace_period() {
     let mut config = ServerConfig::local();
-    config.ticker.ticks = 1000;
-    config.ticker.interval = Duration::from_millis(200);
-    config.grace = Duration::from_millis(300);
+    config.greeter.stock_ticks = 1000;
+    config.greeter.stock_interval = Duration::from_millis(200);
+    config.shutdown.grace = Duration::from_millis(300);
     let server = TestServer::start(config);
 
     let client = server.raw_client();

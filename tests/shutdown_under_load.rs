@@ -27,9 +27,9 @@ fn chat(text: &str) -> (ChatMessage, WriteFlags) {
 
 fn server(grace: Duration, ticks: u32) -> TestServer {
     let mut config = ServerConfig::local();
-    config.grace = grace;
-    config.ticker.ticks = ticks;
-    config.ticker.interval = Duration::from_millis(100);
+    config.shutdown.grace = grace;
+    config.greeter.stock_ticks = ticks;
+    config.greeter.stock_interval = Duration::from_millis(100);
     TestServer::start(config)
 }
 

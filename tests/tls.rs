@@ -7,7 +7,7 @@ mod common;
 #[test]
 fn without_the_tls_feature_asking_for_tls_says_how_to_get_it() {
     let mut config = greeter::ServerConfig::local();
-    config.tls = Some(greeter::tls::ServerTls { cert_chain: vec![], private_key: vec![], client_ca: None });
+    config.tls = Some(greeter::ServerTls { cert_chain: vec![], private_key: vec![], client_ca: None });
     let err = config.start().err().expect("a TLS server cannot start without the feature");
     assert!(err.to_string().contains("rebuild with the default features"), "{err}");
 }
@@ -20,20 +20,20 @@ mod with_tls {
     use super::common::tools::{run_ok, tools};
     use super::common::TestServer;
     use greeter::blocking::Greeter;
-    use greeter::tls::{ClientTls, ServerTls};
     use greeter::ServerConfig;
+    use greeter::{ClientTls, ServerTls};
     use grpcio::RpcStatusCode;
 
     fn tls_server(pki: &Pki, client_ca: Option<Vec<u8>>) -> TestServer {
         let mut config = ServerConfig::local();
-        config.ticker.interval = Duration::from_millis(5);
+        config.greeter.stock_interval = Duration::from_millis(5);
         config.tls = Some(ServerTls { client_ca, ..pki.server_tls(false) });
         TestServer::start(config)
     }
 
     fn client(server: &TestServer, pki: &Pki, identity: Option<Issued>) -> Greeter {
         let tls = ClientTls {
-            server_ca: pki.ca_pem(),
+            server_ca: Some(pki.ca_pem()),
             identity: identity.map(|i| (i.cert.into_bytes(), i.key.into_bytes())),
             server_name: None,
         };

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use grpcio::ChannelBuilder;
 
-use crate::server::GREETER_SERVICE;
+use crate::proto::GREETER_SERVICE;
 
 /// How a channel picks a replica for each call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,13 +41,13 @@ impl FromStr for LoadBalancing {
 }
 
 /// SayHello's retry policy under round_robin: up to this many attempts in all…
-pub const RETRY_MAX_ATTEMPTS: u32 = 5;
+pub(crate) const RETRY_MAX_ATTEMPTS: u32 = 5;
 /// …the first retry after a random delay of up to this…
-pub const RETRY_INITIAL_BACKOFF: Duration = Duration::from_millis(50);
+pub(crate) const RETRY_INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 /// …each later one up to this many times longer…
-pub const RETRY_BACKOFF_MULTIPLIER: u32 = 2;
+pub(crate) const RETRY_BACKOFF_MULTIPLIER: u32 = 2;
 /// …and never more than this.
-pub const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The service config a `round_robin` channel carries (gRPC's service_config.md): the
 /// policy, health checking for `greeter.Greeter`, and SayHello's retry policy. The Go and

@@ -44,7 +44,7 @@
 //! # .unwrap();
 //! ```
 
-pub mod balancing;
+mod balancing;
 pub mod blocking;
 
 use std::future::Future;
@@ -61,7 +61,7 @@ use crate::error::ClientError;
 use crate::proto::{ChatMessage, GreeterClient, HelloRequest, Metric, MetricSummary, StockReply, StockRequest};
 use crate::tls::ClientTls;
 
-pub use balancing::LoadBalancing;
+pub use balancing::{round_robin_service_config, LoadBalancing};
 
 /// A connection to one Greeter server. Cheap to clone: clones share the channel (one HTTP/2
 /// connection) and its completion-queue thread.
@@ -85,7 +85,7 @@ pub struct GreeterBuilder {
 }
 
 impl GreeterBuilder {
-    /// How calls are spread over the addresses `target` names (see [`balancing`]).
+    /// How calls are spread over the addresses `target` names (see [`LoadBalancing`]).
     pub fn load_balancing(mut self, lb: LoadBalancing) -> Self {
         self.lb = lb;
         self

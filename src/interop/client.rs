@@ -14,8 +14,7 @@ use crate::proto::testing::{
     EchoStatus, Empty, Payload, PayloadType, ResponseParameters, SimpleRequest, StreamingInputCallRequest,
     StreamingOutputCallRequest, StreamingOutputCallResponse, TestServiceClient, UnimplementedServiceClient,
 };
-#[cfg(not(tls))]
-use crate::tls::TlsError;
+use crate::tls::ClientTls;
 
 /// Why the FullDuplexCall half of `custom_metadata` cannot check its trailer.
 pub const STREAM_TRAILERS_LIMIT: &str = "grpcio 0.13's streaming-call receivers expose no trailing metadata, \
@@ -28,14 +27,6 @@ const ECHO_INITIAL_VALUE: &str = "test_initial_metadata_value";
 const ECHO_TRAILING_VALUE: &[u8] = &[0xab, 0xab, 0xab];
 const STATUS_MESSAGE: &str = "test status message";
 const SPECIAL_STATUS_MESSAGE: &str = "\t\ntest with whitespace\r\nand Unicode BMP ☺ and non-BMP 😈\t\n";
-
-/// TLS as upstream's clients do it: trust `ca` (PEM; the platform's roots when `None`), and
-/// expect `server_name` in the certificate instead of the host dialled.
-#[derive(Clone, Debug, Default)]
-pub struct InteropTls {
-    pub ca: Option<Vec<u8>>,
-    pub server_name: Option<String>,
-}
 
 /// The soak cases' knobs, upstream's flags and defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,14 +61,14 @@ impl Default for SoakConfig {
 pub struct InteropClient {
     env: Arc<Environment>,
     target: String,
-    tls: Option<InteropTls>,
+    tls: Option<ClientTls>,
     channel: Channel,
     soak: SoakConfig,
 }
 
 impl InteropClient {
     /// A channel to `host:port` (plaintext when `tls` is `None`); it connects on first use.
-    pub fn connect(host: &str, port: u16, tls: Option<InteropTls>, soak: SoakConfig) -> Result<Self, InteropError> {
+    pub fn connect(host: &str, port: u16, tls: Option<ClientTls>, soak: SoakConfig) -> Result<Self, InteropError> {
         let env = Arc::new(EnvBuilder::new().cq_count(1).name_prefix("interop-client").build());
         let target = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{port}")
@@ -173,30 +164,14 @@ impl InteropClient {
     }
 }
 
-fn new_channel(env: &Arc<Environment>, target: &str, tls: Option<&InteropTls>) -> Result<Channel, InteropError> {
+/// A channel as upstream's clients make one: TLS as `tls` says (a test CA or the system's
+/// roots, a name to expect instead of the host dialled), no message size limit.
+fn new_channel(env: &Arc<Environment>, target: &str, tls: Option<&ClientTls>) -> Result<Channel, InteropError> {
     let builder = ChannelBuilder::new(env.clone()).max_receive_message_len(-1).max_send_message_len(-1);
     Ok(match tls {
         None => builder.connect(target),
-        Some(tls) => with_tls(builder, tls)?.connect(target),
+        Some(tls) => tls.apply(builder)?.connect(target),
     })
-}
-
-#[cfg(tls)]
-fn with_tls(builder: ChannelBuilder, tls: &InteropTls) -> Result<ChannelBuilder, InteropError> {
-    let mut creds = grpcio::ChannelCredentialsBuilder::new();
-    if let Some(ca) = &tls.ca {
-        creds = creds.root_cert(ca.clone());
-    }
-    let builder = builder.set_credentials(creds.build());
-    Ok(match &tls.server_name {
-        Some(name) => builder.override_ssl_target(name.clone()),
-        None => builder,
-    })
-}
-
-#[cfg(not(tls))]
-fn with_tls(_: ChannelBuilder, _: &InteropTls) -> Result<ChannelBuilder, InteropError> {
-    Err(TlsError::NotBuiltIn.into())
 }
 
 fn opt() -> CallOption {

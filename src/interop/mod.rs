@@ -2,12 +2,16 @@
 //! grpcio: the `grpc.testing` server and client, so this engine can be checked against every
 //! other gRPC implementation's interop client and server.
 //!
+//! A test harness, not the Greeter service's API: it is public for its two examples
+//! (`interop_server`, `interop_client`, which take upstream's flags) and for
+//! `tests/official_interop.rs`. It lives in this crate because its TestService is registered
+//! through the same call layer as every other service.
+//!
 //! ```text
 //!  interop/
-//!  ├─ service.rs   TestService and UnimplementedService, registered through server::service
+//!  ├─ service.rs   TestService and UnimplementedService, registered through the call layer
 //!  ├─ server.rs    InteropServer: TestService + UnimplementedService on one port (TLS optional)
 //!  ├─ client.rs    InteropClient: every core case, plus rpc_soak and channel_soak
-//!  ├─ cli.rs       upstream's flags, shared by examples/interop_{server,client}.rs
 //!  └─ error.rs     InteropError: which case, which check
 //! ```
 //!
@@ -17,19 +21,18 @@
 //! blocks the (non-core) compressed-request cases: the server cannot tell whether a request
 //! arrived compressed ([`service::COMPRESSION_LIMIT`]).
 
-pub mod cli;
-pub mod client;
-pub mod error;
-pub mod server;
-pub mod service;
+mod client;
+mod error;
+mod server;
+mod service;
 
 use std::fmt;
 use std::str::FromStr;
 
-pub use client::{InteropClient, InteropTls, SoakConfig};
+pub use client::{InteropClient, SoakConfig, STREAM_TRAILERS_LIMIT};
 pub use error::InteropError;
 pub use server::{InteropServer, InteropServerConfig};
-pub use service::{TestService, UnimplementedService};
+pub use service::{COMPRESSION_LIMIT, TRAILING_METADATA_LIMIT};
 
 /// One interop test case, by its upstream name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,25 +56,7 @@ pub enum Case {
 }
 
 impl Case {
-    /// The fourteen core cases: what every implementation's client and server must pass.
-    pub const CORE: [Case; 14] = [
-        Case::EmptyUnary,
-        Case::LargeUnary,
-        Case::ClientStreaming,
-        Case::ServerStreaming,
-        Case::PingPong,
-        Case::EmptyStream,
-        Case::TimeoutOnSleepingServer,
-        Case::CancelAfterBegin,
-        Case::CancelAfterFirstResponse,
-        Case::StatusCodeAndMessage,
-        Case::SpecialStatusMessage,
-        Case::CustomMetadata,
-        Case::UnimplementedMethod,
-        Case::UnimplementedService,
-    ];
-
-    /// Every case this client runs: the core ones, then the two soaks.
+    /// Every case this client runs: the fourteen core ones, then the two soaks.
     pub const ALL: [Case; 16] = [
         Case::EmptyUnary,
         Case::LargeUnary,
@@ -90,6 +75,9 @@ impl Case {
         Case::RpcSoak,
         Case::ChannelSoak,
     ];
+
+    /// The fourteen core cases: what every implementation's client and server must pass.
+    pub const CORE: &[Case] = Case::ALL.split_at(14).0;
 
     /// The upstream name, as `--test_case` takes it.
     pub fn name(self) -> &'static str {

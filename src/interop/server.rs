@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use grpcio::{ChannelBuilder, EnvBuilder, Environment, ServerBuilder, ServerCredentials};
+use grpcio::{EnvBuilder, Environment};
 
 use super::service::{TestService, UnimplementedService};
+use crate::call::Registrar;
 use crate::error::ServerError;
-use crate::server::service::Registrar;
 use crate::tls::ServerTls;
+use crate::transport::{self, TransportLimits};
 
 /// Where and how to serve.
 #[derive(Clone, Debug)]
@@ -28,24 +29,19 @@ impl InteropServerConfig {
     /// Binds and starts serving.
     pub fn start(self) -> Result<InteropServer, ServerError> {
         let env = Arc::new(EnvBuilder::new().cq_count(1).name_prefix("interop-cq").build());
-        let registrar = Registrar::new(None);
-        // Port sharing off, as for Greeter: a second server on a busy port fails to bind.
-        let args = ChannelBuilder::new(env.clone()).raw_cfg_int(c"grpc.so_reuseport".into(), 0).build_args();
-        let mut server = ServerBuilder::new(env.clone())
-            .channel_args(args)
+        let registrar = Registrar::default();
+        // Upstream's cases ask for responses of up to 4 MiB of payload, more than our send
+        // limit with the framing; C-core's default is no send limit.
+        let limits = TransportLimits { max_send_message_len: usize::MAX, ..TransportLimits::default() };
+        let mut server = limits
+            .server_builder(&env, false)
             .register_service(TestService.service(&registrar))
             .register_service(UnimplementedService.service(&registrar))
             .build()
             .map_err(ServerError::Build)?;
-        let credentials = match &self.tls {
-            Some(tls) => tls.credentials()?,
-            None => ServerCredentials::insecure(),
-        };
-        let port = server
-            .add_listening_port(self.addr.as_str(), credentials)
-            .map_err(|source| ServerError::Bind { addr: self.addr.clone(), source })?;
+        let port = transport::listen(&mut server, &self.addr, self.tls.as_ref())?;
         server.start();
-        let scheme = if self.tls.is_some() { "TLS" } else { "plaintext" };
+        let scheme = transport::scheme(self.tls.as_ref());
         log::info!("interop server (grpc.testing.TestService) serving {scheme} on {} (port {port})", self.addr);
         Ok(InteropServer { server, port, _env: env })
     }

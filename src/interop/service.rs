@@ -2,7 +2,8 @@
 //! exactly as it asks (payload sizes, pauses, a status to end with, metadata to echo), and
 //! `grpc.testing.UnimplementedService`, which answers every call UNIMPLEMENTED.
 //!
-//! Both are registered through [`Registrar`], so their calls are counted like Greeter's.
+//! Both are registered through [`Registrar`], like every other service, so whatever observes
+//! calls observes theirs too.
 //! A request that asks for something impossible (a negative size, an unknown payload type,
 //! a status code gRPC does not have) ends its call with INVALID_ARGUMENT saying which field.
 
@@ -15,19 +16,17 @@ use grpcio::{
 };
 use protobuf::{EnumOrUnknown, MessageField};
 
-use crate::metrics::call::StreamSink;
-use crate::metrics::{Replies, Reply, Requests};
+use crate::call::{Registrar, Replies, Reply, Requests, StreamSink};
 use crate::proto::testing::{
     self as pb, BoolValue, EchoStatus, Empty, Payload, PayloadType, SimpleRequest, SimpleResponse,
     StreamingInputCallRequest, StreamingInputCallResponse, StreamingOutputCallRequest, StreamingOutputCallResponse,
 };
-use crate::server::service::Registrar;
 
 /// Request metadata the server echoes back in its initial metadata.
-pub const ECHO_INITIAL_KEY: &str = "x-grpc-test-echo-initial";
+pub(crate) const ECHO_INITIAL_KEY: &str = "x-grpc-test-echo-initial";
 /// Request metadata the server should echo back in its trailing metadata (see
 /// [`TRAILING_METADATA_LIMIT`]).
-pub const ECHO_TRAILING_KEY: &str = "x-grpc-test-echo-trailing-bin";
+pub(crate) const ECHO_TRAILING_KEY: &str = "x-grpc-test-echo-trailing-bin";
 
 /// Why `x-grpc-test-echo-trailing-bin` is not echoed: an engine limit, not a choice.
 pub const TRAILING_METADATA_LIMIT: &str = "grpcio 0.13's server sinks cannot send custom trailing metadata \
@@ -38,20 +37,20 @@ pub const COMPRESSION_LIMIT: &str = "expect_compressed is set, but this server c
      arrived compressed (grpcio 0.13 exposes neither a message's compressed flag nor the grpc-encoding header)";
 
 /// The largest payload one response may ask for; larger asks get RESOURCE_EXHAUSTED.
-pub const MAX_PAYLOAD_LEN: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_PAYLOAD_LEN: usize = 4 * 1024 * 1024;
 
 /// `grpc.testing.TestService`. Stateless: every answer comes from the request.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct TestService;
+pub(crate) struct TestService;
 
 /// `grpc.testing.UnimplementedService`: every call ends UNIMPLEMENTED, by design.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct UnimplementedService;
+pub(crate) struct UnimplementedService;
 
 impl TestService {
     /// The service, its calls counted by `registrar`. `UnimplementedCall` is left out on
     /// purpose: C-core answers it UNIMPLEMENTED, as the `unimplemented_method` case expects.
-    pub fn service(self, registrar: &Registrar) -> Service {
+    pub(crate) fn service(self, registrar: &Registrar) -> Service {
         let b = registrar.unary(ServiceBuilder::new(), &pb::METHOD_TEST_SERVICE_EMPTY_CALL, empty_call);
         let b = registrar.unary(b, &pb::METHOD_TEST_SERVICE_UNARY_CALL, unary_call);
         let b = registrar.server_streaming(b, &pb::METHOD_TEST_SERVICE_STREAMING_OUTPUT_CALL, streaming_output_call);
@@ -67,7 +66,7 @@ impl TestService {
 }
 
 impl UnimplementedService {
-    pub fn service(self, registrar: &Registrar) -> Service {
+    pub(crate) fn service(self, registrar: &Registrar) -> Service {
         let method = &pb::METHOD_UNIMPLEMENTED_SERVICE_UNIMPLEMENTED_CALL;
         registrar
             .unary(ServiceBuilder::new(), method, |ctx, _: Empty, sink: Reply<UnarySink<Empty>>| {

@@ -1,11 +1,13 @@
 //! Level 4, bidirectional streaming: `Chat` answers every message as soon as it arrives.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use futures::{future, SinkExt as _, TryStreamExt as _};
 use grpcio::{DuplexSink, RpcContext, RpcStatus, RpcStatusCode, WriteFlags};
 
-use crate::metrics::{Replies, Requests};
+use crate::call::{Replies, Requests, SendAllBatched};
 use crate::proto::ChatMessage;
-use crate::server::send_batched::SendAllBatched;
 
 /// The name the server signs its replies with.
 pub const SERVER_USER: &str = "Server";
@@ -21,21 +23,24 @@ pub fn reply_to(msg: &ChatMessage) -> ChatMessage {
 
 /// Echoes each message back as `Server received: …`, in order, ending OK on half-close.
 ///
-/// `SendAllBatched` (server::send_batched) forwards a reply as soon as its message is read and flushes whenever the
+/// [`SendAllBatched`] forwards a reply as soon as its message is read and flushes whenever the
 /// incoming side has nothing ready (at most one completion-queue turn later), so a client
 /// that waits for each reply before sending the next one never waits on us, and one that
 /// pipelines gets its replies batched.
 /// A message longer than `max_len` bytes ends the call with INVALID_ARGUMENT.
-pub fn chat(
+pub(crate) fn chat(
     ctx: &RpcContext,
     mut stream: Requests<ChatMessage>,
     mut sink: Replies<DuplexSink<ChatMessage>>,
+    open: &OpenChats,
     max_len: usize,
 ) {
     // grpcio keeps the last reply back and writes the earlier ones with the buffer hint (no
     // `sendmsg`); `SendAllBatched` decides when that last one is flushed.
     sink.enhance_batch(true);
+    let open = open.enter();
     ctx.spawn(async move {
+        let _open = open;
         let mut too_long = None;
         let mut index = 0u64;
         let sent = {
@@ -78,5 +83,32 @@ pub enum ChatError {
 impl From<ChatError> for RpcStatus {
     fn from(e: ChatError) -> Self {
         RpcStatus::with_message(RpcStatusCode::INVALID_ARGUMENT, e.to_string())
+    }
+}
+
+/// The Chat calls open right now. Cheap to clone: clones share the count.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OpenChats(Arc<AtomicU64>);
+
+impl OpenChats {
+    /// One more chat is open until the guard is dropped (when its task ends, however it ends).
+    fn enter(&self) -> OpenChat {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        OpenChat(self.0.clone())
+    }
+
+    /// The count, read when asked.
+    pub(crate) fn count(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let open = self.0.clone();
+        move || open.load(Ordering::SeqCst)
+    }
+}
+
+/// One open chat, counted in [`OpenChats`] while it lives.
+struct OpenChat(Arc<AtomicU64>);
+
+impl Drop for OpenChat {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

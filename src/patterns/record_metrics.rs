@@ -3,7 +3,7 @@
 use futures::TryStreamExt as _;
 use grpcio::{ClientStreamingSink, RpcContext, RpcStatus, RpcStatusCode};
 
-use crate::metrics::{Reply, Requests};
+use crate::call::{Reply, Requests};
 use crate::proto::{Metric, MetricSummary};
 
 /// Why a stream of metrics cannot be summarised.
@@ -73,7 +73,11 @@ impl MetricsAccumulator {
 
 /// Reads the whole stream, then replies with its summary, or fails at the first bad value
 /// without waiting for the rest.
-pub fn record_metrics(ctx: &RpcContext, mut stream: Requests<Metric>, sink: Reply<ClientStreamingSink<MetricSummary>>) {
+pub(crate) fn record_metrics(
+    ctx: &RpcContext,
+    mut stream: Requests<Metric>,
+    sink: Reply<ClientStreamingSink<MetricSummary>>,
+) {
     ctx.spawn(async move {
         let mut acc = MetricsAccumulator::default();
         let summary = loop {

@@ -1,79 +1,25 @@
-//! Server wiring: bind, completion queues, limits, Greeter + Health + Reflection, metrics,
-//! shutdown (this file), and the services every server runs beside Greeter.
-//!
-//! The handlers know nothing of this file; this file knows nothing of what they compute.
+//! The Greeter server: [`ServerConfig`] → [`GreeterServer`]. Binds, registers Greeter, health
+//! and reflection through one [`Registrar`] with the server's observers, serves `/metrics` when
+//! asked, and shuts down gracefully (`shutdown.rs`).
 
-pub mod health;
-pub mod reflection;
-pub(crate) mod send_batched;
-pub mod service;
-pub mod shutdown;
+mod shutdown;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use grpcio::{ChannelBuilder, EnvBuilder, Environment, ServerBuilder, ServerCredentials};
+use grpcio::{EnvBuilder, Environment};
 
+use crate::call::{Observer, Registrar};
 use crate::error::ServerError;
-use crate::metrics::{MetricsEndpoint, ServerMetrics};
-use crate::patterns::stock_price::{StockTicker, TickerConfig, TickerStats};
+use crate::health::HealthService;
+use crate::patterns::{GreeterConfig, GreeterService};
 use crate::proto::health::health_check_response::ServingStatus;
+use crate::proto::GREETER_SERVICE;
+use crate::reflection::{DescriptorIndex, ReflectionService};
+use crate::telemetry::{MetricsEndpoint, Prometheus};
 use crate::tls::ServerTls;
-use health::HealthService;
-use reflection::{DescriptorIndex, ReflectionService};
-use service::{GreeterService, Registrar};
-use shutdown::{GracefulShutdown, ShutdownOutcome};
+use crate::transport::{self, TransportLimits};
 
-/// The service name health reports for Greeter (the empty name stands for the whole server).
-pub const GREETER_SERVICE: &str = "greeter.Greeter";
-
-/// Long enough for a health watcher on a LAN to hear NOT_SERVING and stop picking us;
-/// short enough not to hold up a rolling restart.
-pub const DEFAULT_DRAIN: Duration = Duration::from_secs(1);
-
-/// grpc-go's default receive limit, which we also apply to sends.
-pub const DEFAULT_MAX_MESSAGE_LEN: usize = 4 * 1024 * 1024;
-
-/// What one peer may ask of the server. Each limit, when hit, answers with a status that
-/// names it (see the README's table); the defaults suit a public-facing server.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Larger incoming messages are refused with RESOURCE_EXHAUSTED (C-core's check).
-    pub max_receive_message_len: usize,
-    /// Larger outgoing messages fail with RESOURCE_EXHAUSTED.
-    pub max_send_message_len: usize,
-    /// Concurrent calls per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS); a client
-    /// queues calls beyond it until one finishes.
-    pub max_concurrent_streams: u32,
-    /// The server pings an idle connection this often to find dead peers…
-    pub keepalive_time: Duration,
-    /// …and closes it when a ping is not answered this fast.
-    pub keepalive_timeout: Duration,
-    /// Ping enforcement: a client pinging more often than this, without data, earns a strike;
-    /// after `max_ping_strikes` the connection gets GOAWAY `too_many_pings`.
-    pub min_client_ping_interval: Duration,
-    pub max_ping_strikes: u32,
-    /// A longer `ChatMessage.message` (bytes of UTF-8) ends the Chat with INVALID_ARGUMENT.
-    pub max_chat_message_len: usize,
-    /// Concurrent GetStockPrice subscriptions, server-wide; one more gets RESOURCE_EXHAUSTED.
-    pub max_subscriptions: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_receive_message_len: DEFAULT_MAX_MESSAGE_LEN,
-            max_send_message_len: DEFAULT_MAX_MESSAGE_LEN,
-            max_concurrent_streams: 100,
-            keepalive_time: Duration::from_secs(2 * 60 * 60),
-            keepalive_timeout: Duration::from_secs(20),
-            min_client_ping_interval: Duration::from_secs(5 * 60),
-            max_ping_strikes: 2,
-            max_chat_message_len: 64 * 1024,
-            max_subscriptions: 10_000,
-        }
-    }
-}
+pub use shutdown::{GracefulShutdown, ShutdownOutcome};
 
 /// Everything needed to start a server. `ServerConfig::default()` is the tutorial's server.
 #[derive(Clone, Debug)]
@@ -82,13 +28,12 @@ pub struct ServerConfig {
     pub addr: String,
     /// Completion queues, each polled by one grpcio thread that also runs our handlers.
     pub completion_queues: usize,
-    pub ticker: TickerConfig,
-    /// How long in-flight calls may run on after shutdown begins.
-    pub grace: Duration,
-    /// How long the server keeps accepting calls after health turned NOT_SERVING, when a
-    /// client or balancer is watching health (see [`GracefulShutdown`]).
-    pub drain: Duration,
-    pub limits: Limits,
+    /// The Greeter service: its ticks, its limits.
+    pub greeter: GreeterConfig,
+    /// What one peer may ask of a connection.
+    pub transport: TransportLimits,
+    /// How the server stops: health first, then a drain, then a grace period.
+    pub shutdown: GracefulShutdown,
     /// Serve TLS (mutual TLS if it names a client CA) instead of plaintext.
     pub tls: Option<ServerTls>,
     /// Serve gRPC reflection (v1 and v1alpha), so tools work without the .proto files.
@@ -108,10 +53,9 @@ impl Default for ServerConfig {
         ServerConfig {
             addr: "[::]:50051".to_owned(),
             completion_queues: 1,
-            ticker: TickerConfig::default(),
-            grace: Duration::from_secs(10),
-            drain: DEFAULT_DRAIN,
-            limits: Limits::default(),
+            greeter: GreeterConfig::default(),
+            transport: TransportLimits::default(),
+            shutdown: GracefulShutdown::default(),
             tls: None,
             reflection: true,
             reuse_port: false,
@@ -130,44 +74,32 @@ impl ServerConfig {
     /// reports SERVING.
     pub fn start(self) -> Result<GreeterServer, ServerError> {
         let env = Arc::new(EnvBuilder::new().cq_count(self.completion_queues.max(1)).name_prefix("greeter-cq").build());
-        let limits = &self.limits;
-        let ticker = StockTicker::new(self.ticker.clone(), limits.max_subscriptions);
-        let greeter = GreeterService::new(ticker.clone(), limits.max_chat_message_len);
+        let greeter = GreeterService::new(&self.greeter);
         let health = HealthService::default();
-        let metrics = self.metrics_addr.as_ref().map(|_| ServerMetrics::new(ticker.stats()));
-        let registrar = Registrar::new(metrics.clone());
-        let channel_args = ChannelBuilder::new(env.clone())
-            .max_receive_message_len(clamp(limits.max_receive_message_len))
-            .max_send_message_len(clamp(limits.max_send_message_len))
-            .max_concurrent_stream(clamp(limits.max_concurrent_streams))
-            .keepalive_time(limits.keepalive_time)
-            .keepalive_timeout(limits.keepalive_timeout)
-            .http2_min_recv_ping_interval_without_data(limits.min_client_ping_interval)
-            .http2_max_ping_strikes(clamp(limits.max_ping_strikes))
-            .raw_cfg_int(c"grpc.so_reuseport".into(), i32::from(self.reuse_port))
-            // Channelz counts every call and message in shared atomics for a debug view we do
-            // not serve (grpcio has only an in-process JSON API for it, no gRPC service);
-            // turning it off saves CPU on every pattern (BENCHMARKS.md, "Tuning levers").
-            .raw_cfg_int(c"grpc.enable_channelz".into(), 0)
-            .build_args();
-        let mut builder = ServerBuilder::new(env.clone())
-            .channel_args(channel_args)
-            .register_service(registrar.greeter(&greeter))
-            .register_service(registrar.health(&health));
+        let metrics = self.metrics_addr.as_ref().map(|_| Prometheus::new());
+        let mut observers: Vec<Arc<dyn Observer>> = Vec::new();
+        if let Some(metrics) = &metrics {
+            metrics.gauge(
+                "greeter_stock_subscriptions_active",
+                "GetStockPrice subscriptions sending ticks right now.",
+                greeter.subscriptions_active(),
+            );
+            metrics.gauge("greeter_chats_open", "Chat calls open right now.", greeter.chats_open());
+            observers.push(metrics.clone());
+        }
+        let registrar = Registrar::new(observers);
+        let mut builder = self
+            .transport
+            .server_builder(&env, self.reuse_port)
+            .register_service(greeter.service(&registrar))
+            .register_service(health.service(&registrar));
         if self.reflection {
-            let reflection = ReflectionService::new(DescriptorIndex::for_greeter_server());
-            for service in registrar.reflection(&reflection) {
+            for service in ReflectionService::new(DescriptorIndex::for_greeter_server()).services(&registrar) {
                 builder = builder.register_service(service);
             }
         }
         let mut server = builder.build().map_err(ServerError::Build)?;
-        let credentials = match &self.tls {
-            Some(tls) => tls.credentials()?,
-            None => ServerCredentials::insecure(),
-        };
-        let port = server
-            .add_listening_port(self.addr.as_str(), credentials)
-            .map_err(|source| ServerError::Bind { addr: self.addr.clone(), source })?;
+        let port = transport::listen(&mut server, &self.addr, self.tls.as_ref())?;
         let metrics_endpoint = match (&self.metrics_addr, metrics) {
             (Some(addr), Some(metrics)) => Some(
                 MetricsEndpoint::start(addr, metrics)
@@ -178,27 +110,10 @@ impl ServerConfig {
         server.start();
         health.set_serving_status("", ServingStatus::SERVING);
         health.set_serving_status(GREETER_SERVICE, ServingStatus::SERVING);
-        let scheme = match &self.tls {
-            Some(ServerTls { client_ca: Some(_), .. }) => "mutual TLS",
-            Some(_) => "TLS",
-            None => "plaintext",
-        };
+        let scheme = transport::scheme(self.tls.as_ref());
         log::info!("gRPC Server started at {} (port {port}, {scheme})", self.addr);
-        Ok(GreeterServer {
-            server,
-            health,
-            port,
-            ticker_stats: ticker.stats(),
-            shutdown: GracefulShutdown { grace: self.grace, drain: self.drain },
-            metrics_endpoint,
-            _env: env,
-        })
+        Ok(GreeterServer { server, health, port, shutdown: self.shutdown, metrics_endpoint, _env: env })
     }
-}
-
-/// C-core takes limits as `int`; anything larger means "no practical limit".
-fn clamp(value: impl TryInto<i32>) -> i32 {
-    value.try_into().unwrap_or(i32::MAX)
 }
 
 /// A running server. Dropping it stops it abruptly; call [`GreeterServer::shutdown`] instead.
@@ -206,7 +121,6 @@ pub struct GreeterServer {
     server: grpcio::Server,
     health: HealthService,
     port: u16,
-    ticker_stats: Arc<TickerStats>,
     shutdown: GracefulShutdown,
     metrics_endpoint: Option<MetricsEndpoint>,
     _env: Arc<Environment>,
@@ -218,17 +132,16 @@ impl GreeterServer {
         self.port
     }
 
-    pub fn ticker_stats(&self) -> &TickerStats {
-        &self.ticker_stats
-    }
-
-    pub fn health(&self) -> &HealthService {
-        &self.health
-    }
-
     /// Where `/metrics` is served, when the config asked for it.
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics_endpoint.as_ref().map(MetricsEndpoint::local_addr)
+    }
+
+    /// Reports `service` ("" for the whole server) as `status` on `grpc.health.v1.Health`, e.g.
+    /// NOT_SERVING for maintenance; watchers hear of it at once. A shutdown makes every
+    /// service NOT_SERVING for good.
+    pub fn set_serving_status(&self, service: &str, status: ServingStatus) {
+        self.health.set_serving_status(service, status);
     }
 
     /// Graceful shutdown with the configured grace period; blocks the calling thread until

@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::health::HealthService;
 use futures::future::{self, Either};
 use futures_timer::Delay;
+
+use crate::health::HealthService;
 
 /// How long connections stay open after the last call ended (see `GracefulShutdown::run`).
 const LINGER: Duration = Duration::from_millis(250);
@@ -30,12 +31,23 @@ pub struct ShutdownOutcome {
 /// 5. a short linger lets the last frames reach the clients, and the server is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GracefulShutdown {
+    /// How long in-flight calls may run on after the server stops accepting calls.
     pub grace: Duration,
+    /// How long the server keeps accepting calls after health turned NOT_SERVING, when a
+    /// client or balancer is watching health.
     pub drain: Duration,
 }
 
+impl Default for GracefulShutdown {
+    /// A 10 s grace; a 1 s drain, long enough for a health watcher on a LAN to hear
+    /// NOT_SERVING and stop picking us, short enough not to hold up a rolling restart.
+    fn default() -> Self {
+        GracefulShutdown { grace: Duration::from_secs(10), drain: Duration::from_secs(1) }
+    }
+}
+
 impl GracefulShutdown {
-    pub async fn run(self, server: &mut grpcio::Server, health: &HealthService) -> ShutdownOutcome {
+    pub(crate) async fn run(self, server: &mut grpcio::Server, health: &HealthService) -> ShutdownOutcome {
         let started = Instant::now();
         let watchers = health.shutdown();
         if watchers > 0 && !self.drain.is_zero() {

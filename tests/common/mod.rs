@@ -7,6 +7,7 @@ pub mod load;
 pub mod netns;
 pub mod pki;
 pub mod process;
+pub mod scrape;
 pub mod tools;
 
 use std::time::{Duration, Instant};
@@ -32,12 +33,22 @@ impl TestServer {
     /// The tutorial's server, with ticks `interval` apart instead of 500 ms.
     pub fn with_interval(interval: Duration) -> Self {
         let mut config = ServerConfig::local();
-        config.ticker.interval = interval;
+        config.greeter.stock_interval = interval;
         Self::start(config)
+    }
+
+    /// The tutorial's server with `/metrics` on a free loopback port, ticks `interval` apart.
+    pub fn with_metrics(interval: Duration) -> Self {
+        Self::start(with_metrics(ServerConfig::local(), interval))
     }
 
     pub fn server(&self) -> &GreeterServer {
         self.server.as_ref().unwrap()
+    }
+
+    /// The server's `/metrics` now (its config must have asked for them).
+    pub fn scrape(&self) -> scrape::Metrics {
+        scrape::scrape(self.server().metrics_addr().expect("the config asked for metrics"))
     }
 
     /// The library's blocking client, with a generous deadline.
@@ -67,6 +78,13 @@ impl TestServer {
     pub async fn shutdown_async(mut self) -> ShutdownOutcome {
         self.server.take().unwrap().shutdown_async().await
     }
+}
+
+/// `config` with `/metrics` on a free loopback port, and ticks `interval` apart.
+pub fn with_metrics(mut config: ServerConfig, interval: Duration) -> ServerConfig {
+    config.metrics_addr = Some("127.0.0.1:0".to_owned());
+    config.greeter.stock_interval = interval;
+    config
 }
 
 /// A loopback port bound but not listening, held for as long as the value lives: connecting

@@ -47,9 +47,9 @@ impl Pki {
 impl Pki {
     /// A server's TLS settings with a certificate from this CA (for `localhost` and
     /// 127.0.0.1); with `mutual`, clients must show a certificate from this CA too.
-    pub fn server_tls(&self, mutual: bool) -> greeter::tls::ServerTls {
+    pub fn server_tls(&self, mutual: bool) -> greeter::ServerTls {
         let issued = self.server();
-        greeter::tls::ServerTls {
+        greeter::ServerTls {
             cert_chain: issued.cert.into_bytes(),
             private_key: issued.key.into_bytes(),
             client_ca: mutual.then(|| self.ca_pem()),

@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args};
 
-use super::client::{InteropClient, InteropTls, SoakConfig};
-use super::error::InteropError;
-use super::server::InteropServerConfig;
-use crate::tls::{read_pem, ServerTls};
+use greeter::interop::{InteropClient, InteropError, InteropServerConfig, SoakConfig};
+use greeter::{ClientTls, ServerTls};
 
 /// `examples/interop_server.rs`'s flags.
 #[derive(Args, Debug, Clone)]
@@ -94,16 +92,16 @@ impl InteropClientArgs {
             (false, ..) => {
                 return Err(flags("--use_test_ca, --ca_file and --server_host_override are only used with --use_tls"))
             }
-            (true, true, Some(ca)) => {
-                Some(InteropTls { ca: Some(read_pem("test CA", ca)?), server_name: self.server_host_override.clone() })
-            }
+            (true, true, Some(ca)) => Some(ClientTls::from_files(ca, None, None, self.server_host_override.clone())?),
             (true, true, None) => {
                 return Err(flags(
                     "--use_test_ca needs --ca_file (this client bundles no test CA; grpc-go's is testdata/ca.pem)",
                 ))
             }
             (true, false, Some(_)) => return Err(flags("--ca_file is only read with --use_test_ca")),
-            (true, false, None) => Some(InteropTls { ca: None, server_name: self.server_host_override.clone() }),
+            (true, false, None) => {
+                Some(ClientTls { server_ca: None, identity: None, server_name: self.server_host_override.clone() })
+            }
         };
         InteropClient::connect(&self.server_host, self.server_port, tls, self.soak())
     }

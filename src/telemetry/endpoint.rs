@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::ServerMetrics;
+use super::Prometheus;
 
 /// A scraper that has not sent its request line by then is dropped, so one stalled client
 /// cannot hold the endpoint.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The running endpoint; [`MetricsEndpoint::stop`] (or the server's graceful shutdown) ends it.
-pub struct MetricsEndpoint {
+pub(crate) struct MetricsEndpoint {
     addr: SocketAddr,
     stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -23,7 +23,7 @@ pub struct MetricsEndpoint {
 
 impl MetricsEndpoint {
     /// Listens on `addr` (`127.0.0.1:0` picks a free port) and serves `metrics`.
-    pub fn start(addr: &str, metrics: Arc<ServerMetrics>) -> io::Result<Self> {
+    pub(crate) fn start(addr: &str, metrics: Arc<Prometheus>) -> io::Result<Self> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let stopping = Arc::new(AtomicBool::new(false));
@@ -45,12 +45,12 @@ impl MetricsEndpoint {
     }
 
     /// The address actually bound.
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Stops listening and waits for the thread to end.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.stop_now();
     }
 
@@ -72,7 +72,7 @@ impl Drop for MetricsEndpoint {
 
 /// One request, one answer, then close: `GET /metrics` gets the text format, anything else a
 /// plain 404 or 405.
-fn answer(conn: TcpStream, metrics: &ServerMetrics) -> io::Result<()> {
+fn answer(conn: TcpStream, metrics: &Prometheus) -> io::Result<()> {
     conn.set_read_timeout(Some(READ_TIMEOUT))?;
     conn.set_write_timeout(Some(READ_TIMEOUT))?;
     let mut reader = BufReader::new(&conn);

@@ -1,16 +1,18 @@
 //! Command-line pieces the examples share: flags, logging, and reporting an error once.
+//! Each example takes what it needs (`mod common;`); the library itself has no command line.
+#![allow(dead_code)]
+
+pub mod interop;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-
-use crate::client::{blocking, Greeter, LoadBalancing};
-use crate::error::ClientError;
-use crate::patterns::stock_price::TickerConfig;
-use crate::server::{Limits, ServerConfig};
-use crate::tls::{ClientTls, ServerTls, TlsError};
+use greeter::{
+    blocking, ClientError, ClientTls, GracefulShutdown, Greeter, GreeterConfig, LoadBalancing, ServerConfig, ServerTls,
+    TlsError, TransportLimits,
+};
 
 /// Flags every client example takes.
 #[derive(Args, Debug, Clone)]
@@ -105,18 +107,19 @@ pub struct ServerArgs {
     pub limits: LimitArgs,
 }
 
-/// The server's limits; see `greeter::server::Limits` for what each one answers when hit.
+/// The server's limits; see `greeter::TransportLimits` and `greeter::GreeterConfig` for
+/// what each one answers when hit.
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Limits")]
 pub struct LimitArgs {
     /// Largest message accepted, in bytes (larger: RESOURCE_EXHAUSTED).
-    #[arg(long, default_value_t = Limits::default().max_receive_message_len)]
+    #[arg(long, default_value_t = TransportLimits::default().max_receive_message_len)]
     pub max_receive_message_size: usize,
     /// Largest message sent, in bytes (larger: RESOURCE_EXHAUSTED).
-    #[arg(long, default_value_t = Limits::default().max_send_message_len)]
+    #[arg(long, default_value_t = TransportLimits::default().max_send_message_len)]
     pub max_send_message_size: usize,
     /// Concurrent calls per connection; a client queues calls beyond it.
-    #[arg(long, default_value_t = Limits::default().max_concurrent_streams)]
+    #[arg(long, default_value_t = TransportLimits::default().max_concurrent_streams)]
     pub max_concurrent_streams: u32,
     /// Ping idle connections this often to detect dead peers.
     #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
@@ -128,19 +131,19 @@ pub struct LimitArgs {
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub min_client_ping_interval: Duration,
     /// ...and after this many strikes, GOAWAY "too_many_pings".
-    #[arg(long, default_value_t = Limits::default().max_ping_strikes)]
+    #[arg(long, default_value_t = TransportLimits::default().max_ping_strikes)]
     pub max_ping_strikes: u32,
     /// Longest Chat message, in bytes (longer: INVALID_ARGUMENT).
-    #[arg(long, default_value_t = Limits::default().max_chat_message_len)]
+    #[arg(long, default_value_t = GreeterConfig::default().max_chat_message_len)]
     pub max_chat_message_len: usize,
     /// Concurrent GetStockPrice subscriptions, server-wide (more: RESOURCE_EXHAUSTED).
-    #[arg(long, default_value_t = Limits::default().max_subscriptions)]
+    #[arg(long, default_value_t = GreeterConfig::default().max_subscriptions)]
     pub max_subscriptions: u64,
 }
 
 impl LimitArgs {
-    pub fn limits(&self) -> Limits {
-        Limits {
+    pub fn transport(&self) -> TransportLimits {
+        TransportLimits {
             max_receive_message_len: self.max_receive_message_size,
             max_send_message_len: self.max_send_message_size,
             max_concurrent_streams: self.max_concurrent_streams,
@@ -148,8 +151,6 @@ impl LimitArgs {
             keepalive_timeout: self.keepalive_timeout,
             min_client_ping_interval: self.min_client_ping_interval,
             max_ping_strikes: self.max_ping_strikes,
-            max_chat_message_len: self.max_chat_message_len,
-            max_subscriptions: self.max_subscriptions,
         }
     }
 }
@@ -164,13 +165,17 @@ impl ServerArgs {
         Ok(ServerConfig {
             addr: self.addr.clone(),
             completion_queues: self.completion_queues,
-            ticker: TickerConfig { ticks: self.stock_ticks, interval: self.stock_interval },
-            grace: self.grace,
-            drain: self.drain,
+            greeter: GreeterConfig {
+                stock_ticks: self.stock_ticks,
+                stock_interval: self.stock_interval,
+                max_subscriptions: self.limits.max_subscriptions,
+                max_chat_message_len: self.limits.max_chat_message_len,
+            },
+            transport: self.limits.transport(),
+            shutdown: GracefulShutdown { grace: self.grace, drain: self.drain },
             reflection: !self.no_reflection,
             reuse_port: self.reuse_port,
             metrics_addr: self.metrics_addr.clone(),
-            limits: self.limits.limits(),
             tls,
         })
     }

@@ -1,15 +1,67 @@
-//! Replies of a bidi stream written in batches without making an interactive client wait:
-//! [`SendAllBatched`], what `chat` forwards its replies with.
+//! Writing a stream of replies: [`reply_all`] for streams whose replies come from the server
+//! (stock ticks, health statuses, reflection answers), [`SendAllBatched`] for a bidi stream that
+//! answers each message of an interactive client (Chat).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 
-use futures::{Future, Sink, Stream};
+use futures::{future, Future, Sink, SinkExt as _, Stream, StreamExt as _};
+use grpcio::WriteFlags;
 
-/// `SinkExt::send_all` for a bidi handler (`chat`), except that it may put a flush off by one completion-queue
-/// turn. It resolves after the stream's end *and* a flush, so `close`/`fail` never leave a
+/// Sends every item of `replies`, then closes the call with OK; an error means the call already
+/// ended from the client's side (or C-core ended it), and there is nobody left to tell.
+///
+/// A reply whose successor (or the stream's end) is already known goes out with the buffer
+/// hint, so it leaves in one write with what follows: replies that are ready together share a
+/// write, and the last reply leaves with the status. That matters at a graceful shutdown: C-core
+/// closes a connection as soon as its last stream ends, and a client frame provoked by a lone
+/// last reply, arriving in that instant, would make the kernel answer RST and drop the status
+/// (docs/design.md, "The last reply and the status in one write").
+///
+/// While it waits for the next reply it also watches the call, so a client that cancels, or
+/// whose deadline passes, ends the stream at once, not when the next reply is due.
+pub(crate) async fn reply_all<T, S, R>(sink: &mut S, mut replies: R) -> grpcio::Result<()>
+where
+    S: Sink<(T, WriteFlags), Error = grpcio::Error> + Unpin,
+    R: Stream<Item = grpcio::Result<(T, WriteFlags)>> + Unpin,
+{
+    let mut next = next_unless_finished(sink, &mut replies).await?;
+    while let Some((reply, flags)) = next.take() {
+        match future::poll_fn(|cx| Poll::Ready(replies.poll_next_unpin(cx))).await {
+            Poll::Ready(following) => {
+                sink.feed((reply, flags.buffer_hint(true))).await?;
+                next = following.transpose()?;
+            }
+            Poll::Pending => {
+                sink.send((reply, flags)).await?;
+                next = next_unless_finished(sink, &mut replies).await?;
+            }
+        }
+    }
+    sink.close().await
+}
+
+/// The next reply, or the call's end if that comes first. A grpcio sink's `poll_ready` reports
+/// `RemoteStopped` once the call is over, and registers the waker for that event: polling it
+/// beside the stream is how a handler that waits hears of a cancellation.
+async fn next_unless_finished<T, S, R>(sink: &mut S, replies: &mut R) -> grpcio::Result<Option<(T, WriteFlags)>>
+where
+    S: Sink<(T, WriteFlags), Error = grpcio::Error> + Unpin,
+    R: Stream<Item = grpcio::Result<(T, WriteFlags)>> + Unpin,
+{
+    future::poll_fn(|cx| {
+        if let Poll::Ready(Err(e)) = sink.poll_ready_unpin(cx) {
+            return Poll::Ready(Err(e));
+        }
+        replies.poll_next_unpin(cx).map(Option::transpose)
+    })
+    .await
+}
+
+/// `SinkExt::send_all` for a bidi handler (`chat`), except that it may put a flush off by one
+/// completion-queue turn. It resolves after the stream's end *and* a flush, so `close`/`fail` never leave a
 /// reply behind in grpcio's buffer.
 ///
 /// Why: grpcio's `RequestStream` starts reading message N+1 before it yields N; if N+1 is
@@ -21,14 +73,13 @@ use futures::{Future, Sink, Stream};
 /// read instead: the held reply then goes out with the buffer hint ahead of the next one, and
 /// from there on each write's completion is the turn that lets the next read in.
 ///
-/// The turn must go through the CQ, which `cx.waker().wake_by_ref()` does not do: grpcio's
-/// executor re-polls a task woken during its own poll in place (grpcio-0.13.0
-/// `src/task/executor.rs:120-130` marks it NOTIFIED, `:213-222` loops), and a wake on the CQ
-/// thread while it is idle goes to the thread's work queue (`src/cq.rs:165-171`), drained
-/// right after the current event, before the next `grpc_completion_queue_next`
-/// (`src/env.rs:30-33`). Only a wake of an idle task from another thread is kicked through the
-/// CQ (an empty batch on the call, `executor.rs:157-164`, `grpc_wrap.cc:809-811`), behind the
-/// read already queued there; hence [`requeue`]. If nothing came in by then we flush, so a
+/// The turn must go through the CQ, which `cx.waker().wake_by_ref()` does not do: grpcio 0.13's
+/// executor re-polls a task woken during its own poll in place (`SpawnTask`'s state goes to
+/// NOTIFIED and `poll` loops), and a wake on the CQ thread while it is idle goes to the thread's
+/// work queue (`cq.rs`'s `WorkQueue`), drained right after the current event, before the next
+/// `grpc_completion_queue_next` (`env.rs`'s `poll_queue` loop). Only a wake of an idle task from
+/// another thread is kicked through the CQ (`Kicker::kick`: an empty batch on the call), behind
+/// the read already queued there; hence [`requeue`]. If nothing came in by then we flush, so a
 /// reply waits one turn at most.
 pub(crate) struct SendAllBatched<'a, St, Si, T> {
     replies: St,

@@ -9,21 +9,21 @@ use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc;
 use futures::StreamExt as _;
-use grpcio::{RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink, UnarySink, WriteFlags};
-
-use crate::metrics::{Replies, Reply};
+use grpcio::{
+    RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink, Service, ServiceBuilder, UnarySink, WriteFlags,
+};
 use protobuf::EnumOrUnknown;
 
-use super::service::reply_all;
+use crate::call::{reply_all, Registrar, Replies, Reply};
 use crate::proto::health::{
-    health_check_response::ServingStatus, HealthCheckRequest, HealthCheckResponse, HealthListRequest,
+    self, health_check_response::ServingStatus, HealthCheckRequest, HealthCheckResponse, HealthListRequest,
     HealthListResponse,
 };
 
 /// The statuses a server reports, shared by every clone. Starts empty: a service is unknown
 /// (Check: NOT_FOUND) until given a status.
 #[derive(Clone, Debug, Default)]
-pub struct HealthService {
+pub(crate) struct HealthService {
     state: Arc<Mutex<HealthState>>,
 }
 
@@ -50,7 +50,7 @@ impl HealthState {
 impl HealthService {
     /// Sets a service's status ("" is the whole server); watchers hear of a change at once.
     /// Ignored after [`HealthService::shutdown`], which is final.
-    pub fn set_serving_status(&self, service: &str, status: ServingStatus) {
+    pub(crate) fn set_serving_status(&self, service: &str, status: ServingStatus) {
         let mut state = self.state.lock().unwrap();
         if state.shut_down {
             return;
@@ -60,14 +60,14 @@ impl HealthService {
         }
     }
 
-    pub fn status(&self, service: &str) -> Option<ServingStatus> {
+    pub(crate) fn status(&self, service: &str) -> Option<ServingStatus> {
         self.state.lock().unwrap().statuses.get(service).copied()
     }
 
     /// Marks every service NOT_SERVING for good, tells the watchers, then ends their streams
     /// (with OK), so that they do not hold up a graceful shutdown. Returns how many watchers
     /// were told: each is a client, or a load balancer, that may still route calls here.
-    pub fn shutdown(&self) -> usize {
+    pub(crate) fn shutdown(&self) -> usize {
         let mut state = self.state.lock().unwrap();
         state.shut_down = true;
         let services: Vec<String> = state.statuses.keys().cloned().collect();
@@ -85,9 +85,21 @@ fn response(status: ServingStatus) -> HealthCheckResponse {
     HealthCheckResponse { status: EnumOrUnknown::new(status), ..Default::default() }
 }
 
-/// The three methods, registered by [`Registrar::health`](super::service::Registrar::health).
+/// The three methods.
 impl HealthService {
-    pub fn check(&self, ctx: &RpcContext, req: HealthCheckRequest, sink: Reply<UnarySink<HealthCheckResponse>>) {
+    /// `grpc.health.v1.Health`, registered through `registrar`.
+    pub(crate) fn service(&self, registrar: &Registrar) -> Service {
+        let (check, list, watch) = (self.clone(), self.clone(), self.clone());
+        let b = registrar.unary(ServiceBuilder::new(), &health::METHOD_HEALTH_CHECK, move |ctx, req, sink| {
+            check.check(ctx, req, sink)
+        });
+        let b = registrar.unary(b, &health::METHOD_HEALTH_LIST, move |ctx, req, sink| list.list(ctx, req, sink));
+        let b = registrar
+            .server_streaming(b, &health::METHOD_HEALTH_WATCH, move |ctx, req, sink| watch.watch(ctx, req, sink));
+        b.build()
+    }
+
+    fn check(&self, ctx: &RpcContext, req: HealthCheckRequest, sink: Reply<UnarySink<HealthCheckResponse>>) {
         let status = self.status(&req.service);
         ctx.spawn(async move {
             let _ = match status {
@@ -100,7 +112,7 @@ impl HealthService {
         });
     }
 
-    pub fn list(&self, ctx: &RpcContext, _req: HealthListRequest, sink: Reply<UnarySink<HealthListResponse>>) {
+    fn list(&self, ctx: &RpcContext, _req: HealthListRequest, sink: Reply<UnarySink<HealthListResponse>>) {
         let statuses = self.state.lock().unwrap().statuses.clone();
         let reply = HealthListResponse {
             statuses: statuses.into_iter().map(|(name, status)| (name, response(status))).collect(),
@@ -111,11 +123,11 @@ impl HealthService {
         });
     }
 
-    pub fn watch(
+    fn watch(
         &self,
         ctx: &RpcContext,
         req: HealthCheckRequest,
-        sink: Replies<ServerStreamingSink<HealthCheckResponse>>,
+        mut sink: Replies<ServerStreamingSink<HealthCheckResponse>>,
     ) {
         let (updates, received) = mpsc::unbounded();
         {
@@ -127,6 +139,10 @@ impl HealthService {
             } // else: `updates` drops here and the stream ends after the current status.
         }
         let responses = received.map(|status| Ok((response(status), WriteFlags::default())));
-        ctx.spawn(reply_all(sink, responses, "health watch"));
+        ctx.spawn(async move {
+            if let Err(e) = reply_all(&mut sink, responses).await {
+                log::debug!("health watch ended early: {e}");
+            }
+        });
     }
 }

@@ -4,23 +4,23 @@
 //! allocated and never given back (a leak, or a cache still filling); `free` is memory freed
 //! but kept in malloc's arenas, which RSS counts too once its pages have been touched.
 //! `/metrics` shows both (`greeter_malloc_in_use_bytes`, `greeter_malloc_free_bytes`), and
-//! `bench/soak` plots them beside RSS (README, "Memory under a long soak").
+//! `bench/soak` plots them beside RSS (docs/operations.md, "Memory over a long run").
 
 /// One reading of the process's malloc heap, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeapUsage {
+pub(crate) struct HeapUsage {
     /// Handed out by malloc and not freed yet (small blocks plus mmapped large ones).
-    pub in_use: u64,
+    pub(crate) in_use: u64,
     /// Freed, but kept by malloc in its arenas instead of returned to the kernel.
-    pub free: u64,
+    pub(crate) free: u64,
 }
 
 /// Whether [`usage`] can tell anything on this platform (glibc), known at compile time.
-pub const AVAILABLE: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
+pub(crate) const AVAILABLE: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
 
 /// The current usage, where the C library can tell (glibc 2.33 or later); `None` elsewhere.
 /// `mallinfo2` walks every arena under its lock: fine once per scrape, not once per call.
-pub fn usage() -> Option<HeapUsage> {
+pub(crate) fn usage() -> Option<HeapUsage> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallinfo2 takes no arguments and only reads malloc's own state.

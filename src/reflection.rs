@@ -13,20 +13,19 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::TryStreamExt as _;
-use grpcio::{DuplexSink, RpcContext, RpcStatusCode, WriteFlags};
+use grpcio::{DuplexSink, RpcContext, RpcStatusCode, Service, ServiceBuilder, WriteFlags};
 use protobuf::descriptor::{DescriptorProto, EnumDescriptorProto, FieldDescriptorProto, FileDescriptorProto};
 use protobuf::reflect::FileDescriptor;
 use protobuf::{Message, MessageField};
 
-use super::service::reply_all;
-use crate::metrics::{Replies, Requests};
+use crate::call::{reply_all, Registrar, Replies, Requests};
 use crate::proto::reflection::{v1, v1alpha};
 use v1::server_reflection_request::Message_request as Question;
 use v1::server_reflection_response::Message_response as Answer;
 
 /// Everything reflection can tell about a set of proto files, indexed by name.
 #[derive(Debug, Default)]
-pub struct DescriptorIndex {
+pub(crate) struct DescriptorIndex {
     /// File name → serialized `FileDescriptorProto` and the names of its direct imports.
     files: HashMap<String, IndexedFile>,
     /// Fully-qualified symbol (no leading dot) → the file that defines it.
@@ -46,7 +45,7 @@ struct IndexedFile {
 impl DescriptorIndex {
     /// Indexes `roots` (the files of the services the server registers) and their imports.
     /// Every service defined in a root file is listed.
-    pub fn new(roots: &[&FileDescriptor]) -> Self {
+    pub(crate) fn new(roots: &[&FileDescriptor]) -> Self {
         let mut index = DescriptorIndex::default();
         for root in roots {
             for service in &root.proto().service {
@@ -61,17 +60,13 @@ impl DescriptorIndex {
 
     /// The files that reflection describes for this crate's server: Greeter, Health and
     /// reflection itself.
-    pub fn for_greeter_server() -> Self {
+    pub(crate) fn for_greeter_server() -> Self {
         Self::new(&[
             crate::proto::file_descriptor(),
             crate::proto::health::file_descriptor(),
             v1::file_descriptor(),
             v1alpha::file_descriptor(),
         ])
-    }
-
-    pub fn services(&self) -> &[String] {
-        &self.services
     }
 
     fn add_file(&mut self, file: &FileDescriptor) {
@@ -163,7 +158,7 @@ impl DescriptorIndex {
     }
 
     /// The answer to one reflection question, given what this stream was already sent.
-    pub fn answer(
+    pub(crate) fn answer(
         &self,
         request: &v1::ServerReflectionRequest,
         sent: &mut HashSet<String>,
@@ -243,19 +238,29 @@ fn error(code: RpcStatusCode, error_message: String) -> Answer {
 
 /// Serves both reflection versions from one shared index. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct ReflectionService {
+pub(crate) struct ReflectionService {
     index: Arc<DescriptorIndex>,
 }
 
 impl ReflectionService {
-    pub fn new(index: DescriptorIndex) -> Self {
+    pub(crate) fn new(index: DescriptorIndex) -> Self {
         ReflectionService { index: Arc::new(index) }
+    }
+
+    /// `grpc.reflection.v1` and `v1alpha`, from one index, registered through `registrar`.
+    pub(crate) fn services(&self, registrar: &Registrar) -> [Service; 2] {
+        let (v1, v1alpha) = (self.clone(), self.clone());
+        let method = &v1::METHOD_SERVER_REFLECTION_SERVER_REFLECTION_INFO;
+        let v1 = registrar.duplex(ServiceBuilder::new(), method, move |ctx, stream, sink| v1.serve(ctx, stream, sink));
+        let method = &v1alpha::METHOD_SERVER_REFLECTION_SERVER_REFLECTION_INFO;
+        let v1alpha =
+            registrar.duplex(ServiceBuilder::new(), method, move |ctx, stream, sink| v1alpha.serve(ctx, stream, sink));
+        [v1.build(), v1alpha.build()]
     }
 
     /// Answers each request on the stream in order; a question we cannot answer gets an
     /// `error_response` and the stream stays open.
-    /// Registered for both versions by [`Registrar::reflection`](super::service::Registrar::reflection).
-    pub fn serve<Req: Message, Resp: Message>(
+    fn serve<Req: Message, Resp: Message>(
         &self,
         ctx: &RpcContext,
         requests: Requests<Req>,
@@ -267,7 +272,12 @@ impl ReflectionService {
             let response = index.answer(&transcode(&request), &mut sent);
             (transcode(&response), WriteFlags::default())
         });
-        ctx.spawn(reply_all(sink, responses, "reflection stream"));
+        let mut sink = sink;
+        ctx.spawn(async move {
+            if let Err(e) = reply_all(&mut sink, responses).await {
+                log::debug!("reflection stream ended early: {e}");
+            }
+        });
     }
 }
 

@@ -1,6 +1,6 @@
 //! A call as the handlers see it: grpcio's request stream and reply sinks, each carrying the
-//! call's [`CallMetrics`]. They behave exactly like the grpcio types they wrap; they also
-//! count messages, and record the status the call ends with.
+//! call's [`Call`]. They behave exactly like the grpcio types they wrap; they also tell the
+//! call's observers of each message, and of the status the call ends with.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,10 +12,10 @@ use grpcio::{
     RpcStatusCode, ServerStreamingSink, ServerStreamingSinkFailure, UnarySink, UnarySinkResult, WriteFlags,
 };
 
-use super::CallMetrics;
+use super::observe::Call;
 
 /// grpcio's sinks for one reply: `UnarySink` and `ClientStreamingSink`.
-pub trait OneReplySink<T>: Send {
+pub(crate) trait OneReplySink<T>: Send {
     type Sent: Future<Output = grpcio::Result<()>> + Send;
     fn success(self, reply: T) -> Self::Sent;
     fn fail(self, status: RpcStatus) -> Self::Sent;
@@ -49,18 +49,18 @@ impl<T> OneReplySink<T> for ClientStreamingSink<T> {
 }
 
 /// The one reply of a unary or client-streaming call.
-pub struct Reply<S> {
+pub(crate) struct Reply<S> {
     sink: S,
-    call: CallMetrics,
+    call: Call,
 }
 
 impl<S> Reply<S> {
-    pub(crate) fn new(sink: S, call: CallMetrics) -> Self {
+    pub(crate) fn new(sink: S, call: Call) -> Self {
         Reply { sink, call }
     }
 
     /// Initial metadata to send with the reply (or the failure).
-    pub fn set_headers<T>(&mut self, headers: Metadata)
+    pub(crate) fn set_headers<T>(&mut self, headers: Metadata)
     where
         S: OneReplySink<T>,
     {
@@ -68,7 +68,7 @@ impl<S> Reply<S> {
     }
 
     /// Sends `reply` and OK; resolves once they are sent (an error: the client is gone).
-    pub fn success<T>(self, reply: T) -> impl Future<Output = grpcio::Result<()>> + Send
+    pub(crate) fn success<T>(self, reply: T) -> impl Future<Output = grpcio::Result<()>> + Send
     where
         S: OneReplySink<T>,
     {
@@ -86,7 +86,7 @@ impl<S> Reply<S> {
     }
 
     /// Ends the call with `status`.
-    pub fn fail<T>(self, status: RpcStatus) -> impl Future<Output = grpcio::Result<()>> + Send
+    pub(crate) fn fail<T>(self, status: RpcStatus) -> impl Future<Output = grpcio::Result<()>> + Send
     where
         S: OneReplySink<T>,
     {
@@ -95,7 +95,7 @@ impl<S> Reply<S> {
 }
 
 fn failing<F: Future<Output = grpcio::Result<()>> + Send>(
-    call: CallMetrics,
+    call: Call,
     status: RpcStatus,
     fail: impl FnOnce(RpcStatus) -> F,
 ) -> impl Future<Output = grpcio::Result<()>> + Send {
@@ -112,7 +112,7 @@ fn failing<F: Future<Output = grpcio::Result<()>> + Send>(
 }
 
 /// grpcio's sinks for a stream of replies: `ServerStreamingSink` and `DuplexSink`.
-pub trait StreamSink<T>: Sink<(T, WriteFlags), Error = grpcio::Error> + Unpin + Send {
+pub(crate) trait StreamSink<T>: Sink<(T, WriteFlags), Error = grpcio::Error> + Unpin + Send {
     type Failed: Future<Output = grpcio::Result<()>> + Send;
     fn fail(self, status: RpcStatus) -> Self::Failed;
     fn enhance_batch(&mut self, on: bool);
@@ -146,18 +146,18 @@ impl<T> StreamSink<T> for DuplexSink<T> {
 }
 
 /// The replies of a server-streaming or bidi call: a `Sink` like grpcio's; closing it sends OK.
-pub struct Replies<S> {
+pub(crate) struct Replies<S> {
     sink: S,
-    call: CallMetrics,
+    call: Call,
 }
 
 impl<S> Replies<S> {
-    pub(crate) fn new(sink: S, call: CallMetrics) -> Self {
+    pub(crate) fn new(sink: S, call: Call) -> Self {
         Replies { sink, call }
     }
 
     /// Ends the call with `status` instead of OK.
-    pub fn fail<T>(self, status: RpcStatus) -> impl Future<Output = grpcio::Result<()>> + Send
+    pub(crate) fn fail<T>(self, status: RpcStatus) -> impl Future<Output = grpcio::Result<()>> + Send
     where
         S: StreamSink<T>,
     {
@@ -165,7 +165,7 @@ impl<S> Replies<S> {
     }
 
     /// grpcio's `enhance_batch`: let C-core hold replies back until a flush.
-    pub fn enhance_batch<T>(&mut self, on: bool)
+    pub(crate) fn enhance_batch<T>(&mut self, on: bool)
     where
         S: StreamSink<T>,
     {
@@ -174,7 +174,7 @@ impl<S> Replies<S> {
 
     /// Initial metadata, sent with the first reply (a `fail` before any reply sends none:
     /// grpcio drops them there); set it before the first reply.
-    pub fn set_headers<T>(&mut self, headers: Metadata)
+    pub(crate) fn set_headers<T>(&mut self, headers: Metadata)
     where
         S: StreamSink<T>,
     {
@@ -198,10 +198,10 @@ impl<S: StreamSink<T>, T> Sink<(T, WriteFlags)> for Replies<S> {
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: (T, WriteFlags)) -> grpcio::Result<()> {
-        self.call.sent();
         let result = Pin::new(&mut self.sink).start_send(item);
-        if let Err(e) = &result {
-            self.call.failed(e);
+        match &result {
+            Ok(()) => self.call.sent(),
+            Err(e) => self.call.failed(e),
         }
         result
     }
@@ -222,13 +222,13 @@ impl<S: StreamSink<T>, T> Sink<(T, WriteFlags)> for Replies<S> {
 
 /// The request stream of a client-streaming or bidi call, as grpcio's; each message counted.
 /// Dropping it before its end cancels the call, as grpcio's does.
-pub struct Requests<T> {
+pub(crate) struct Requests<T> {
     stream: RequestStream<T>,
-    call: CallMetrics,
+    call: Call,
 }
 
 impl<T> Requests<T> {
-    pub(crate) fn new(stream: RequestStream<T>, call: CallMetrics) -> Self {
+    pub(crate) fn new(stream: RequestStream<T>, call: Call) -> Self {
         Requests { stream, call }
     }
 }

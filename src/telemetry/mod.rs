@@ -1,0 +1,217 @@
+//! What the server tells its operators: Prometheus metrics in go-grpc-prometheus's names (so
+//! dashboards and alerts written for Go services work unchanged), the numbers the services
+//! keep about themselves, malloc's and the process's, and the `/metrics` endpoint that serves
+//! them.
+//!
+//! grpcio has no interceptors, so calls are observed through the call layer: [`Prometheus`] is
+//! a [`call::Observer`](crate::call::Observer), and every method registered through the
+//! [`Registrar`](crate::call::Registrar) counts its calls here. Calls grpcio refuses before any
+//! handler runs (an unknown method; a unary request over the size limit) are not counted.
+
+mod endpoint;
+mod heap;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use grpcio::{MethodType, RpcStatusCode};
+use prometheus::{
+    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::call::{CallObserver, MethodName, MethodObserver, Observer};
+
+pub(crate) use endpoint::MetricsEndpoint;
+
+const LABELS: [&str; 3] = ["grpc_type", "grpc_service", "grpc_method"];
+
+/// Every status code, as grpc-go spells it in `grpc_code`, indexed by the code's number.
+const CODE_NAMES: [&str; 17] = [
+    "OK",
+    "Canceled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+
+/// A number read when `/metrics` is scraped.
+type Read = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// The server's Prometheus registry: one per server; [`Prometheus::render`] is what `/metrics`
+/// serves.
+pub(crate) struct Prometheus {
+    registry: Registry,
+    started: IntCounterVec,
+    handled: IntCounterVec,
+    received: IntCounterVec,
+    sent: IntCounterVec,
+    handling: HistogramVec,
+    /// Gauges whose value a service keeps itself, read at each render.
+    read_at_render: Mutex<Vec<(IntGauge, Read)>>,
+    /// malloc's in-use and free bytes (glibc only): see [`heap`].
+    heap: Option<(IntGauge, IntGauge)>,
+}
+
+impl Prometheus {
+    pub(crate) fn new() -> Arc<Self> {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric definition")
+        };
+        let mut handled_labels = LABELS.to_vec();
+        handled_labels.push("grpc_code");
+        let metrics = Prometheus {
+            registry: Registry::new(),
+            started: counter("grpc_server_started_total", "Total number of RPCs started on the server.", &LABELS),
+            handled: counter(
+                "grpc_server_handled_total",
+                "Total number of RPCs completed on the server, regardless of success or failure.",
+                &handled_labels,
+            ),
+            received: counter(
+                "grpc_server_msg_received_total",
+                "Total number of RPC stream messages received on the server.",
+                &LABELS,
+            ),
+            sent: counter("grpc_server_msg_sent_total", "Total number of gRPC stream messages sent by the server.", &LABELS),
+            handling: HistogramVec::new(
+                HistogramOpts::new(
+                    "grpc_server_handling_seconds",
+                    "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+                ),
+                &LABELS,
+            )
+            .expect("a valid metric definition"),
+            read_at_render: Mutex::default(),
+            heap: heap::AVAILABLE.then(|| {
+                (
+                    gauge("greeter_malloc_in_use_bytes", "Bytes malloc has handed out and not had back (glibc)."),
+                    gauge("greeter_malloc_free_bytes", "Bytes freed but kept in malloc's arenas, part of RSS (glibc)."),
+                )
+            }),
+        };
+        let r = &metrics.registry;
+        let collectors: [Box<dyn prometheus::core::Collector>; 5] = [
+            Box::new(metrics.started.clone()),
+            Box::new(metrics.handled.clone()),
+            Box::new(metrics.received.clone()),
+            Box::new(metrics.sent.clone()),
+            Box::new(metrics.handling.clone()),
+        ];
+        for collector in collectors {
+            r.register(collector).expect("metric names are unique");
+        }
+        if let Some((in_use, free)) = &metrics.heap {
+            r.register(Box::new(in_use.clone())).expect("metric names are unique");
+            r.register(Box::new(free.clone())).expect("metric names are unique");
+        }
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("process metrics register once");
+        Arc::new(metrics)
+    }
+
+    /// A gauge `name` whose value `read` gives when `/metrics` is scraped: what a service
+    /// keeps about itself (subscriptions running, chats open).
+    pub(crate) fn gauge(&self, name: &str, help: &str, read: impl Fn() -> u64 + Send + Sync + 'static) {
+        let gauge = gauge(name, help);
+        self.registry.register(Box::new(gauge.clone())).expect("metric names are unique");
+        self.read_at_render.lock().unwrap().push((gauge, Box::new(read)));
+    }
+
+    /// Everything, in the Prometheus text format (version 0.0.4).
+    pub(crate) fn render(&self) -> Vec<u8> {
+        // Held to the end, so two scrapes at once see one another's readings whole.
+        let read = self.read_at_render.lock().unwrap();
+        for (gauge, value) in read.iter() {
+            gauge.set(value() as i64);
+        }
+        if let (Some((in_use, free)), Some(usage)) = (&self.heap, heap::usage()) {
+            in_use.set(usage.in_use as i64);
+            free.set(usage.free as i64);
+        }
+        let mut text = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut text).expect("text encoding into memory");
+        text
+    }
+}
+
+fn gauge(name: &str, help: &str) -> IntGauge {
+    IntGauge::new(name, help).expect("a valid metric definition")
+}
+
+impl Observer for Prometheus {
+    /// The method's series, created at 0 for every code, as go-grpc-prometheus does, so a
+    /// rate over them exists before the first call.
+    fn method(&self, method: MethodName<'_>) -> Arc<dyn MethodObserver> {
+        let kind = match method.kind {
+            MethodType::Unary => "unary",
+            MethodType::ClientStreaming => "client_stream",
+            MethodType::ServerStreaming => "server_stream",
+            MethodType::Duplex => "bidi_stream",
+        };
+        let (service, name) = (method.service, method.method);
+        let labels = [kind, service, name];
+        Arc::new(MethodMetrics(Arc::new(MethodSeries {
+            started: self.started.with_label_values(&labels),
+            received: self.received.with_label_values(&labels),
+            sent: self.sent.with_label_values(&labels),
+            handling: self.handling.with_label_values(&labels),
+            handled: CODE_NAMES.map(|code| self.handled.with_label_values(&[kind, service, name, code])),
+        })))
+    }
+}
+
+/// One method's series, resolved once so that counting a call is an atomic add per event.
+struct MethodSeries {
+    started: IntCounter,
+    received: IntCounter,
+    sent: IntCounter,
+    handling: Histogram,
+    handled: [IntCounter; 17],
+}
+
+/// One method's metrics, handed to each of its calls.
+struct MethodMetrics(Arc<MethodSeries>);
+
+impl MethodObserver for MethodMetrics {
+    fn call_started(&self) -> Box<dyn CallObserver> {
+        self.0.started.inc();
+        Box::new(CallRecord { series: self.0.clone(), arrived: Instant::now() })
+    }
+}
+
+/// One call: its messages, its status and how long it took from arrival to status.
+struct CallRecord {
+    series: Arc<MethodSeries>,
+    arrived: Instant,
+}
+
+impl CallObserver for CallRecord {
+    fn message_received(&self) {
+        self.series.received.inc();
+    }
+
+    fn message_sent(&self) {
+        self.series.sent.inc();
+    }
+
+    /// Codes outside the 17 defined ones count as `Unknown`.
+    fn finished(&self, code: RpcStatusCode) {
+        let index = usize::try_from(i32::from(code)).ok().filter(|&i| i < CODE_NAMES.len()).unwrap_or(2);
+        self.series.handled[index].inc();
+        self.series.handling.observe(self.arrived.elapsed().as_secs_f64());
+    }
+}

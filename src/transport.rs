@@ -1,0 +1,94 @@
+//! C-core's side of a server: what one peer may ask of a connection ([`TransportLimits`]), and
+//! listening on an address, plaintext or TLS. Shared by the Greeter server and the interop
+//! server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use grpcio::{ChannelBuilder, Environment, ServerBuilder, ServerCredentials};
+
+use crate::error::ServerError;
+use crate::tls::ServerTls;
+
+/// grpc-go's default receive limit, which we also apply to sends.
+pub(crate) const DEFAULT_MAX_MESSAGE_LEN: usize = 4 * 1024 * 1024;
+
+/// What one peer may ask of the transport (C-core's settings). Each limit, when hit, answers
+/// with a status or a GOAWAY that names it (docs/operations.md, "Limits"); the defaults suit a
+/// public-facing server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportLimits {
+    /// Larger incoming messages are refused with RESOURCE_EXHAUSTED (C-core's check).
+    pub max_receive_message_len: usize,
+    /// Larger outgoing messages fail with RESOURCE_EXHAUSTED.
+    pub max_send_message_len: usize,
+    /// Concurrent calls per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS); a client
+    /// queues calls beyond it until one finishes.
+    pub max_concurrent_streams: u32,
+    /// The server pings an idle connection this often to find dead peers…
+    pub keepalive_time: Duration,
+    /// …and closes it when a ping is not answered this fast.
+    pub keepalive_timeout: Duration,
+    /// Ping enforcement: a client pinging more often than this, without data, earns a strike;
+    /// after `max_ping_strikes` the connection gets GOAWAY `too_many_pings`.
+    pub min_client_ping_interval: Duration,
+    pub max_ping_strikes: u32,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        TransportLimits {
+            max_receive_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            max_send_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            max_concurrent_streams: 100,
+            keepalive_time: Duration::from_secs(2 * 60 * 60),
+            keepalive_timeout: Duration::from_secs(20),
+            min_client_ping_interval: Duration::from_secs(5 * 60),
+            max_ping_strikes: 2,
+        }
+    }
+}
+
+impl TransportLimits {
+    /// A server builder with these limits, and port sharing as asked.
+    pub(crate) fn server_builder(&self, env: &Arc<Environment>, reuse_port: bool) -> ServerBuilder {
+        let args = ChannelBuilder::new(env.clone())
+            .max_receive_message_len(clamp(self.max_receive_message_len))
+            .max_send_message_len(clamp(self.max_send_message_len))
+            .max_concurrent_stream(clamp(self.max_concurrent_streams))
+            .keepalive_time(self.keepalive_time)
+            .keepalive_timeout(self.keepalive_timeout)
+            .http2_min_recv_ping_interval_without_data(self.min_client_ping_interval)
+            .http2_max_ping_strikes(clamp(self.max_ping_strikes))
+            .raw_cfg_int(c"grpc.so_reuseport".into(), i32::from(reuse_port))
+            // Channelz counts every call and message in shared atomics for a debug view we do
+            // not serve (grpcio has only an in-process JSON API for it, no gRPC service);
+            // turning it off saves CPU on every pattern (BENCHMARKS.md, "Tuning levers").
+            .raw_cfg_int(c"grpc.enable_channelz".into(), 0)
+            .build_args();
+        ServerBuilder::new(env.clone()).channel_args(args)
+    }
+}
+
+/// C-core takes limits as `int`; anything larger means "no practical limit".
+fn clamp(value: impl TryInto<i32>) -> i32 {
+    value.try_into().unwrap_or(i32::MAX)
+}
+
+/// Listens on `addr`, with TLS when `tls` says so; the port actually bound.
+pub(crate) fn listen(server: &mut grpcio::Server, addr: &str, tls: Option<&ServerTls>) -> Result<u16, ServerError> {
+    let credentials = match tls {
+        Some(tls) => tls.credentials()?,
+        None => ServerCredentials::insecure(),
+    };
+    server.add_listening_port(addr, credentials).map_err(|source| ServerError::Bind { addr: addr.to_owned(), source })
+}
+
+/// What a server's start-up line calls its security.
+pub(crate) fn scheme(tls: Option<&ServerTls>) -> &'static str {
+    match tls {
+        Some(ServerTls { client_ca: Some(_), .. }) => "mutual TLS",
+        Some(_) => "TLS",
+        None => "plaintext",
+    }
+}
