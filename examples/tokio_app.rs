@@ -37,7 +37,7 @@ async fn main() -> ExitCode {
 
 async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
     // Both signals are ours from the start: a Ctrl-C arriving before the `select!` below
-    // would otherwise kill the process (the flake hunt caught one, just after "serving").
+    // (just after "serving" is printed, say) would otherwise kill the process.
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let server = opts.server.config()?.start()?;

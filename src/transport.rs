@@ -14,7 +14,7 @@ use crate::tls::ServerTls;
 pub(crate) const DEFAULT_MAX_MESSAGE_LEN: usize = 4 * 1024 * 1024;
 
 /// What one peer may ask of the transport (C-core's settings). Each limit, when hit, answers
-/// with a status or a GOAWAY that names it (docs/operations.md, "Limits"); the defaults suit a
+/// with a status or a GOAWAY that names it (docs/operations.md, "Limits and bad input"); the defaults suit a
 /// public-facing server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransportLimits {
@@ -63,7 +63,7 @@ impl TransportLimits {
             .raw_cfg_int(c"grpc.so_reuseport".into(), i32::from(reuse_port))
             // Channelz counts every call and message in shared atomics for a debug view we do
             // not serve (grpcio has only an in-process JSON API for it, no gRPC service);
-            // turning it off saves CPU on every pattern (BENCHMARKS.md, "Tuning levers").
+            // turning it off saves CPU on every pattern (docs/design.md, "Decisions measured").
             .raw_cfg_int(c"grpc.enable_channelz".into(), 0)
             .build_args();
         ServerBuilder::new(env.clone()).channel_args(args)

@@ -105,7 +105,8 @@ fn a_second_server_on_a_port_in_use_fails_with_one_clear_line_unless_both_reuse_
 }
 
 /// Every flag `ServerArgs` defines appears in `server --help`, by its exact name, with a line
-/// saying what it does; the help lists no flag that does not exist; README shows it as it is.
+/// saying what it does; the help lists no flag that does not exist; docs/operations.md shows
+/// it as it is.
 #[test]
 fn the_server_help_explains_every_flag() {
     let mut cmd = example("server");
@@ -133,9 +134,12 @@ fn the_server_help_explains_every_flag() {
     expected.extend(["help".to_owned(), "version".to_owned()]);
     assert_eq!(listed, expected, "flags in --help vs flags ServerArgs defines");
 
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md")).unwrap();
     let shown = format!("$ cargo run --release --example server -- --help\n{help}```");
-    assert!(readme.contains(&shown), "README's copy of `server --help` is out of date; the real one:\n{help}");
+    assert!(
+        guide.contains(&shown),
+        "docs/operations.md's copy of `server --help` is out of date; the real one:\n{help}"
+    );
 }
 
 /// Splits "N concurrent X: <time>" into its count and checks the time reads as a duration.
