@@ -571,15 +571,23 @@ def case_length_prefix_4gib_streaming(addr):
     """The prefix announces 4 GiB - 1, then body bytes keep coming (up to --body-mib MiB,
     default 8: twice the 4 MiB receive limit, as fast as flow control allows): does the
     server buffer them?"""
+    body = grpc_frame(b"", length=0xFFFFFFFF) + b"\x00" * (BODY_MIB << 20)
+    result = raw_call(addr, body, end_stream=False, wait=2.0)
+    result["body_bytes_sent"] = max(0, result["body_bytes_sent"] - 5)
+    return result
+
+
+def raw_call(addr, body, end_stream, wait=CASE_DEADLINE):
+    """Like `one_call`, with the body written by hand within the server's flow-control
+    windows (for bodies larger than a window); `body_bytes_sent` says how much went out."""
     conn = Conn(addr)
     try:
         sid = conn.open(request_headers(addr))
-        body = grpc_frame(b"", length=0xFFFFFFFF) + b"\x00" * (BODY_MIB << 20)
-        sent = conn.send_raw_data(sid, body)
-        conn.wait(sid, timeout=2.0)
+        sent = conn.send_raw_data(sid, body, end_stream=end_stream)
+        conn.wait(sid, timeout=wait)
         result = stream_result(conn, sid)
         result.update(conn_result(conn))
-        result["body_bytes_sent"] = max(0, sent - 5)
+        result["body_bytes_sent"] = sent
         result["followup"] = followup(conn)
         result.update(conn_result(conn))
         return result
@@ -624,19 +632,7 @@ def case_unary_two_messages(addr):
 def case_message_over_limit(addr):
     """SayHello whose one request is 4 MiB + 1 byte, complete: just over the receive limit."""
     name = b"x" * ((4 << 20) + 1 - 5)  # tag, a 4-byte varint length, the name
-    conn = Conn(addr)
-    try:
-        sid = conn.open(request_headers(addr))
-        sent = conn.send_raw_data(sid, grpc_frame(string_field(1, name)), end_stream=True)
-        conn.wait(sid)
-        result = stream_result(conn, sid)
-        result.update(conn_result(conn))
-        result["body_bytes_sent"] = sent
-        result["followup"] = followup(conn)
-        result.update(conn_result(conn))
-        return result
-    finally:
-        conn.close()
+    return raw_call(addr, grpc_frame(string_field(1, name)), end_stream=True)
 
 
 def case_deadline_1ms_stream(addr):
