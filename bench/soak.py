@@ -23,7 +23,9 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import REPO, TARGET, log, die, run, proc_status, setup_plot_venv  # noqa: E402
+from common import CORE_BUILD_TIMEOUT_S, REPO, TARGET, die, log, run  # noqa: E402
+from measure import proc_status  # noqa: E402
+from peers import setup_plot_venv  # noqa: E402
 
 SERIES = re.compile(r'^grpc_server_handled_total\{(?P<labels>[^}]*)\} (?P<v>\S+)$')
 
@@ -150,7 +152,8 @@ def main():
 
     features = ["--features", "tls"] if args.tls else []
     if not args.no_build:
-        run(["cargo", "build", "--release", *features, "--example", "server", "--example", "soak"], cwd=REPO)
+        run(["cargo", "build", "--release", *features, "--example", "server", "--example", "soak"], cwd=REPO,
+            timeout=CORE_BUILD_TIMEOUT_S)
     bins = os.path.join(TARGET, "release", "examples")
     server_argv = [args.server_bin or os.path.join(bins, "server"), "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
                    "--stock-interval", args.stock_interval, *args.server_arg]

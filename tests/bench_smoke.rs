@@ -4,16 +4,34 @@
 //! median of the N runs it keeps, and a failure in any round must fail the cell. Nothing about
 //! speed is asserted here; speed lives in `bash bench/run` and BENCHMARKS.md.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
-/// Messages per streaming call (bench.py's TICKS).
+use common::process::{output_within, status_within, DEADLINE};
+
+/// Messages per streaming call (bench/common.py's TICKS).
 const TICKS: u64 = 1000;
 
-/// The debug server example that `cargo test` builds next to the test binaries (the harness
-/// would otherwise build a release one, which costs a second C-core build).
-fn debug_server() -> PathBuf {
+/// A measuring `bench/run`: seconds of cells, but its set-up may first install ghz and build
+/// tests/interop's peers (Go binaries, the grpcio venv).
+const BENCH_RUN_DEADLINE: Duration = Duration::from_secs(15 * 60);
+
+// One bench/run at a time: each pins its server to CPU 0 and ghz to CPU 1, so two would measure each other.
+static ONE_BENCH_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Held for a test's whole run; a test that failed while holding it does not fail the rest.
+fn one_bench_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_BENCH_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The server example that `cargo test` builds next to the test binaries, in the test's own
+/// profile (the harness would otherwise build one itself).
+fn test_build_server() -> PathBuf {
     let mut dir = std::env::current_exe().unwrap();
     dir.pop();
     dir.pop();
@@ -42,10 +60,13 @@ fn results(out: &Path) -> serde_json::Value {
 
 #[test]
 fn the_quick_benchmark_against_our_server_gives_numbers_with_zero_errors() {
+    let _bench = one_bench_at_a_time();
     let out = tempfile::tempdir().unwrap();
-    let status = bench_run(out.path(), &debug_server(), &["--servers", "rust", "--scenarios", "all"])
-        .status()
-        .expect("cannot run bash bench/run");
+    let status = status_within(
+        bench_run(out.path(), &test_build_server(), &["--servers", "rust", "--scenarios", "all"]),
+        "bash bench/run --quick",
+        BENCH_RUN_DEADLINE,
+    );
     assert!(status.success(), "bench/run --quick failed (its output is above)");
 
     let json = results(out.path());
@@ -82,6 +103,7 @@ fn the_quick_benchmark_against_our_server_gives_numbers_with_zero_errors() {
 /// server behind a wrapper that turns the harness's `--stock-ticks 1000` into 999.
 #[test]
 fn a_server_that_sends_fewer_messages_fails_the_benchmark() {
+    let _bench = one_bench_at_a_time();
     let out = tempfile::tempdir().unwrap();
     let short = out.path().join("short-server");
     std::fs::write(
@@ -90,19 +112,21 @@ fn a_server_that_sends_fewer_messages_fails_the_benchmark() {
             "#!/usr/bin/env bash\nargs=()\nwhile (($#)); do\n  \
              if [[ $1 == --stock-ticks ]]; then args+=(\"$1\" 999); shift 2; else args+=(\"$1\"); shift; fi\n\
              done\nexec '{}' \"${{args[@]}}\"\n",
-            debug_server().display()
+            test_build_server().display()
         ),
     )
     .unwrap();
     std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    let run = bench_run(
-        out.path(),
-        &short,
-        &["--servers", "rust", "--scenarios", "server_stream", "--warmup", "0.2", "--duration", "0.5"],
-    )
-    .output()
-    .expect("cannot run bash bench/run");
+    let run = output_within(
+        bench_run(
+            out.path(),
+            &short,
+            &["--servers", "rust", "--scenarios", "server_stream", "--warmup", "0.2", "--duration", "0.5"],
+        ),
+        "bash bench/run --quick against the short server",
+        BENCH_RUN_DEADLINE,
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "bench/run must fail; its stderr:\n{stderr}");
     let expected = "rust server, server_stream: wrong message count in 8 checked calls: \
@@ -118,15 +142,9 @@ fn a_server_that_sends_fewer_messages_fails_the_benchmark() {
 /// `bash bench/run --render JSON --out OUT --no-plot`: results.md again from a results.json.
 fn render(json: &Path, out: &Path) -> String {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let run = Command::new("bash")
-        .arg(repo.join("bench/run"))
-        .arg("--render")
-        .arg(json)
-        .arg("--out")
-        .arg(out)
-        .arg("--no-plot")
-        .output()
-        .expect("cannot run bash bench/run --render");
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo.join("bench/run")).arg("--render").arg(json).arg("--out").arg(out).arg("--no-plot");
+    let run = output_within(cmd, "bash bench/run --render", DEADLINE);
     assert!(run.status.success(), "--render failed: {}", String::from_utf8_lossy(&run.stderr));
     std::fs::read_to_string(out.join("results.md")).unwrap()
 }
@@ -140,17 +158,17 @@ fn number(v: &serde_json::Value, what: &str) -> f64 {
 /// `--render` rebuilds it, from that results.json and from one without per-run values.
 #[test]
 fn the_repeated_benchmark_reports_the_median_of_its_runs() {
+    let _bench = one_bench_at_a_time();
     let out = tempfile::tempdir().unwrap();
-    let status = bench_run(
+    let mut cmd = bench_run(
         out.path(),
-        &debug_server(),
+        &test_build_server(),
         &["--servers", "rust", "--scenarios", "unary,server_stream", "--repeat", "2"],
-    )
+    );
     // 2 s, not 0.5: server CPU is read in 10 ms clock ticks, and a starved server on a busy
-    // machine used none in half a second (a loaded run saw 0 µs per message).
-    .args(["--warmup", "0.2", "--duration", "2"])
-    .status()
-    .expect("cannot run bash bench/run");
+    // machine can use none in half a second (0 µs per message).
+    cmd.args(["--warmup", "0.2", "--duration", "2"]);
+    let status = status_within(cmd, "bash bench/run --quick --repeat 2", BENCH_RUN_DEADLINE);
     assert!(status.success(), "bench/run --quick --repeat 2 failed (its output is above)");
 
     let mut json = results(out.path());
@@ -217,6 +235,7 @@ fn the_repeated_benchmark_reports_the_median_of_its_runs() {
 /// server behind a wrapper that serves 1000 ticks the first time it starts and 999 after.
 #[test]
 fn a_failure_in_a_later_round_fails_the_cell() {
+    let _bench = one_bench_at_a_time();
     let out = tempfile::tempdir().unwrap();
     let (wrapper, started) = (out.path().join("flaky-server"), out.path().join("started"));
     std::fs::write(
@@ -226,17 +245,17 @@ fn a_failure_in_a_later_round_fails_the_cell() {
              while (($#)); do\n  \
              if [[ $1 == --stock-ticks ]]; then args+=(\"$1\" $ticks); shift 2; else args+=(\"$1\"); shift; fi\n\
              done\nexec '{}' \"${{args[@]}}\"\n",
-            debug_server().display(),
+            test_build_server().display(),
             started = started.display()
         ),
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    let run = bench_run(out.path(), &wrapper, &["--servers", "rust", "--scenarios", "server_stream", "--repeat", "2"])
-        .args(["--warmup", "0.2", "--duration", "0.5"])
-        .output()
-        .expect("cannot run bash bench/run");
+    let mut cmd =
+        bench_run(out.path(), &wrapper, &["--servers", "rust", "--scenarios", "server_stream", "--repeat", "2"]);
+    cmd.args(["--warmup", "0.2", "--duration", "0.5"]);
+    let run = output_within(cmd, "bash bench/run --quick --repeat 2 against the flaky server", BENCH_RUN_DEADLINE);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "bench/run must fail; its stderr:\n{stderr}");
     assert!(stderr.contains("round 1/2 "), "round 1's progress line is missing:\n{stderr}");
