@@ -526,3 +526,80 @@ fn well_behaved_clients_lose_no_call_beside_a_hostile_one() {
     outcome.assert(direct_answer);
     still_serves(&server);
 }
+
+/// After abuse the server holds nothing: chats reset and cut mid-message, 1,000 streams opened
+/// and abandoned, subscriptions and chats dropped by their client or ended by a deadline; once
+/// the dust settles no chat is open, no subscription runs, and every call of every method that
+/// started has been handled once, by `/metrics`.
+#[test]
+fn after_abuse_every_call_is_released_and_handled() {
+    use futures::TryStreamExt as _;
+    use grpcio::CallOption;
+
+    let mut config = ServerConfig::local();
+    config.metrics_addr = Some("127.0.0.1:0".to_owned());
+    config.greeter.stock_interval = std::time::Duration::from_secs(60);
+    let server = TestServer::start(config);
+    for case in ["rst_stream_mid_stream", "close_mid_stream", "thousand_streams_abandoned"] {
+        run_case(&server.addr, case);
+    }
+    let client = server.raw_client();
+    let mut dropped = Vec::new();
+    for _ in 0..10 {
+        // Each has its first tick, or its first reply: running on the server when dropped.
+        let mut ticks = client.get_stock_price(&common::tsmc()).unwrap();
+        futures::executor::block_on(ticks.try_next()).unwrap().unwrap();
+        dropped.push(ticks);
+        let (mut sink, mut replies) = client.chat().unwrap();
+        futures::executor::block_on(async {
+            use futures::SinkExt as _;
+            let msg = greeter::proto::ChatMessage { message: "hi".into(), ..Default::default() };
+            sink.send((msg, grpcio::WriteFlags::default())).await.unwrap();
+            replies.try_next().await.unwrap().unwrap();
+        });
+        drop((sink, replies)); // never half-closed: the call is cancelled
+                               // And one whose deadline passes while the server waits for a message.
+        let (quiet, mut expiring) =
+            client.chat_opt(CallOption::default().timeout(std::time::Duration::from_millis(50))).unwrap();
+        let end = futures::executor::block_on(expiring.try_next());
+        assert!(end.is_err(), "the quiet chat ends at its deadline: {end:?}");
+        drop(quiet);
+    }
+    drop(dropped);
+
+    common::wait_until("no chat is open and no subscription runs", || {
+        let m = server.scrape();
+        m.value("greeter_chats_open") == 0.0 && m.subscriptions_active() == 0.0
+    });
+    common::wait_until("every call that started is handled", || started_equals_handled(&server.scrape()).is_ok());
+    let m = server.scrape();
+    started_equals_handled(&m).unwrap();
+    assert_eq!(m.started("bidi_stream", "Chat"), 22.0, "two resets/cuts, ten dropped, ten expired");
+    assert_eq!(m.started("server_stream", "GetStockPrice"), 10.0);
+    assert_eq!(m.started("client_stream", "RecordMetrics"), 1000.0);
+    still_serves(&server);
+}
+
+/// `Ok` when every method's `started` equals its `handled`, summed over codes.
+fn started_equals_handled(m: &common::scrape::Metrics) -> Result<(), String> {
+    let mut methods = std::collections::BTreeSet::new();
+    for line in m.0.lines().filter(|l| l.starts_with("grpc_server_started_total{")) {
+        methods.insert(line.split('}').next().unwrap().trim_start_matches("grpc_server_started_total{").to_owned());
+    }
+    for labels in methods {
+        let started: f64 =
+            m.0.lines()
+                .filter(|l| l.starts_with(&format!("grpc_server_started_total{{{labels}}}")))
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+                .sum();
+        let handled: f64 =
+            m.0.lines()
+                .filter(|l| l.starts_with("grpc_server_handled_total{") && labels.split(',').all(|kv| l.contains(kv)))
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+                .sum();
+        if started != handled {
+            return Err(format!("{labels}: started {started}, handled {handled}"));
+        }
+    }
+    Ok(())
+}

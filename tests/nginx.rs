@@ -40,7 +40,25 @@ impl Front {
         let replicas: Vec<ServerProcess> = (0..3)
             .map(|_| ServerProcess::start(&["--addr", "127.0.0.1:0", "--stock-interval", "10ms"], "info,greeter=debug"))
             .collect();
-        let port = if port == 0 { free_port() } else { port };
+        let mut front = Front::spawn(if port == 0 { free_port() } else { port }, replicas);
+        // nginx cannot report a port it chose, so a free one is taken first: another program
+        // may bind it before nginx does. nginx then exits saying so, and tries another.
+        for _ in 0..5 {
+            match front.wait_listening() {
+                Ok(()) => return front,
+                Err(taken) if port == 0 => {
+                    eprintln!("nginx: {taken}; another port");
+                    let replicas = std::mem::take(&mut front.replicas);
+                    front = Front::spawn(free_port(), replicas);
+                }
+                Err(taken) => panic!("nginx cannot listen on {port}: {taken}"),
+            }
+        }
+        panic!("nginx found no free port in 5 tries: {}", front.error_log());
+    }
+
+    /// nginx with the shipped config, on `port`, before `replicas`.
+    fn spawn(port: u16, replicas: Vec<ServerProcess>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("logs")).unwrap();
         std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
@@ -58,16 +76,26 @@ impl Front {
             .stderr(std::fs::File::create(dir.path().join("logs/stderr.log")).unwrap())
             .spawn()
             .expect("nginx starts");
-        let mut front = Front { nginx: child, port, replicas, dir };
-        front.wait_listening();
-        front
+        Front { nginx: child, port, replicas, dir }
     }
 
-    fn wait_listening(&mut self) {
+    /// Waits until this nginx listens: it has written its pid file, which it does only once it
+    /// has bound its ports, and the port takes connections. `Err` when the port was taken.
+    fn wait_listening(&mut self) -> Result<(), String> {
         let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let pid_file = self.dir.path().join("logs/nginx.pid");
+        let ours = self.nginx.id().to_string();
+        loop {
+            let written = std::fs::read_to_string(&pid_file).is_ok_and(|pid| pid.trim() == ours);
+            if written && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
             if let Ok(Some(status)) = self.nginx.try_wait() {
-                panic!("nginx exited ({status}) at start: {}", self.error_log());
+                let log = self.error_log();
+                if log.contains("Address already in use") {
+                    return Err(format!("port {} was taken", self.port));
+                }
+                panic!("nginx exited ({status}) at start: {log}");
             }
             assert!(start.elapsed() < Duration::from_secs(10), "nginx does not listen: {}", self.error_log());
             std::thread::sleep(Duration::from_millis(20));

@@ -216,6 +216,76 @@ fn chat_in_lock_step_answers_1000_messages_in_order() {
     });
 }
 
+/// Fifty messages sent without waiting, and then the client says nothing: every reply
+/// arrives, in order, while it stays silent (the bug this catches: a reply held back until the
+/// client speaks again, which a batching server can do); then one more message round-trips.
+#[test]
+fn a_pipelined_chat_that_goes_quiet_gets_every_reply() {
+    let server = TestServer::with_interval(FAST);
+    let client = server.raw_client();
+    // Generous: the replies take milliseconds; only a held reply takes this long.
+    let (mut sink, mut replies) = client.chat_opt(CallOption::default().timeout(Duration::from_secs(60))).unwrap();
+    let message = |text: String| {
+        (ChatMessage { user: "quiet".into(), message: text, ..Default::default() }, WriteFlags::default())
+    };
+    block_on(async {
+        for i in 0..50 {
+            sink.feed(message(format!("m{i}"))).await.unwrap();
+        }
+        sink.flush().await.unwrap(); // the 50 are out; no half-close
+        for i in 0..50 {
+            let reply = replies.try_next().await.unwrap().unwrap_or_else(|| panic!("no reply {i}"));
+            assert_eq!(reply.message, format!("Server received: m{i}"));
+        }
+        sink.send(message("one more".into())).await.unwrap();
+        assert_eq!(replies.try_next().await.unwrap().unwrap().message, "Server received: one more");
+        let _ = sink.close().await;
+        assert!(replies.try_next().await.unwrap().is_none(), "the chat ends OK");
+    });
+}
+
+/// Twenty chats at once, each pipelining 1,000 messages: every reply comes, in its own
+/// chat's order, with its own text.
+#[test]
+fn twenty_concurrent_pipelined_chats_get_every_reply_in_order() {
+    let server = TestServer::with_interval(FAST);
+    let chats: Vec<_> = (0..20)
+        .map(|c| {
+            let client = server.raw_client();
+            std::thread::spawn(move || {
+                let (mut sink, replies) = client.chat().unwrap();
+                let sending = std::thread::spawn(move || {
+                    block_on(async {
+                        for i in 0..1000 {
+                            let msg = ChatMessage {
+                                user: format!("c{c}"),
+                                message: format!("{c}.{i}"),
+                                ..Default::default()
+                            };
+                            sink.feed((msg, WriteFlags::default())).await.unwrap();
+                        }
+                        // The status, on the receiving side, is what must be OK.
+                        let _ = sink.close().await;
+                    })
+                });
+                let got: Vec<ChatMessage> = block_on(replies.try_collect()).unwrap();
+                sending.join().unwrap();
+                let texts: Vec<String> = got.into_iter().map(|r| r.message).collect();
+                let want: Vec<String> = (0..1000).map(|i| format!("Server received: {c}.{i}")).collect();
+                assert!(
+                    texts == want,
+                    "chat {c}: {} replies, first differing at {:?}",
+                    texts.len(),
+                    texts.iter().zip(&want).position(|(a, b)| a != b)
+                );
+            })
+        })
+        .collect();
+    for chat in chats {
+        chat.join().unwrap();
+    }
+}
+
 #[test]
 fn chat_with_no_messages_ends_ok() {
     let server = TestServer::with_interval(FAST);

@@ -62,9 +62,13 @@ mod checks {
 
     const FAST: Duration = Duration::from_millis(10);
 
+    /// The async shutdown, with a deadline: a shutdown that hangs fails the check.
     async fn stop(server: TestServer) {
-        let outcome = server.shutdown_async().await;
-        assert!(!outcome.cancelled_calls, "{outcome:?}");
+        let shutdown = std::pin::pin!(server.shutdown_async());
+        match futures::future::select(shutdown, Delay::new(Duration::from_secs(60))).await {
+            futures::future::Either::Left((outcome, _)) => assert!(!outcome.cancelled_calls, "{outcome:?}"),
+            futures::future::Either::Right(_) => panic!("the async shutdown did not finish within 60 s"),
+        }
     }
 
     pub async fn say_hello() {
@@ -221,4 +225,65 @@ fn the_async_client_is_clone_send_and_sync() {
     fn shareable<T: Clone + Send + Sync + 'static>() {}
     shareable::<greeter::Greeter>();
     shareable::<greeter::blocking::Greeter>();
+}
+
+/// The executor is never blocked: on one current-thread tokio runtime, a heartbeat task keeps
+/// beating while the client's calls of every pattern and the async shutdown are awaited on the
+/// same thread. grpcio's own thread completes the calls, so a call that blocked the executor
+/// would still finish; only a task beside it shows the block, as beats that do not come.
+#[test]
+fn a_current_thread_runtime_keeps_its_other_tasks_running_during_calls_and_the_shutdown() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use futures::{stream, StreamExt as _, TryStreamExt as _};
+    use futures_timer::Delay;
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let beats = Arc::new(AtomicU64::new(0));
+        let beating = beats.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(2));
+            loop {
+                every.tick().await;
+                beating.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        // Each call below takes 60 ms or more: ~30 beats when nothing blocks, none when
+        // something does. Five is the bound between the two.
+        let beats_during = |what: &str, before: u64| {
+            let n = beats.load(Ordering::Relaxed) - before;
+            assert!(n >= 5, "{what}: the executor's other task beat {n} times");
+        };
+        let server = TestServer::with_interval(Duration::from_millis(20));
+        let greeter = server.async_client();
+        let slow = |values: Vec<f64>| {
+            stream::iter(values).then(|v| async move {
+                Delay::new(Duration::from_millis(30)).await;
+                v
+            })
+        };
+
+        let before = beats.load(Ordering::Relaxed);
+        assert_eq!(greeter.stock_prices("TSMC").unwrap().try_collect::<Vec<_>>().await.unwrap().len(), 5);
+        beats_during("GetStockPrice (5 ticks 20 ms apart)", before);
+
+        let before = beats.load(Ordering::Relaxed);
+        assert_eq!(greeter.record_metrics(slow(vec![1.0, 2.0, 3.0])).await.unwrap().count, 3);
+        beats_during("RecordMetrics (3 values 30 ms apart)", before);
+
+        let before = beats.load(Ordering::Relaxed);
+        let words = slow(vec![1.0, 2.0, 3.0]).map(|v| v.to_string());
+        assert_eq!(greeter.chat("beat", words).unwrap().try_collect::<Vec<_>>().await.unwrap().len(), 3);
+        beats_during("Chat (3 messages 30 ms apart)", before);
+
+        let before = beats.load(Ordering::Relaxed);
+        let mut ticks = greeter.stock_prices("TSMC").unwrap();
+        ticks.next().await.unwrap().unwrap();
+        let (outcome, rest) = futures::join!(server.shutdown_async(), ticks.try_collect::<Vec<_>>());
+        assert!(!outcome.cancelled_calls, "{outcome:?}");
+        assert_eq!(rest.unwrap().len(), 4);
+        beats_during("the async shutdown, waiting for a subscription's 4 ticks", before);
+    });
 }

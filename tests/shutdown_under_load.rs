@@ -27,6 +27,7 @@ fn chat(text: &str) -> (ChatMessage, WriteFlags) {
 
 fn server(grace: Duration, ticks: u32) -> TestServer {
     let mut config = ServerConfig::local();
+    config.metrics_addr = Some("127.0.0.1:0".to_owned());
     config.shutdown.grace = grace;
     config.greeter.stock_ticks = ticks;
     config.greeter.stock_interval = Duration::from_millis(100);
@@ -60,6 +61,7 @@ fn calls_in_flight_finish_ok_newcomers_are_refused_and_the_server_stops_in_time(
         .collect();
 
     let started = Instant::now();
+    let metrics = common::scrape::Scraper(server.server().metrics_addr().unwrap());
     let stopping = std::thread::spawn(move || server.shutdown());
     // Shutdown has begun once the listening socket is closed: a bare TCP connect is refused.
     common::wait_until("the server stops listening", || TcpStream::connect(&addr).is_err());
@@ -67,6 +69,9 @@ fn calls_in_flight_finish_ok_newcomers_are_refused_and_the_server_stops_in_time(
     // A newcomer is refused while the old calls carry on.
     let refused = Greeter::connect(&addr, Duration::from_secs(5)).say_hello("late").unwrap_err();
     assert_eq!(refused.code(), Some(RpcStatusCode::UNAVAILABLE), "{refused}");
+    // The SayHello calls the server took in, by its own count, read while the streams keep
+    // the shutdown going.
+    let accepted = metrics.scrape().started("unary", "SayHello");
 
     block_on(async {
         // Streams keep working after shutdown began, and end OK.
@@ -89,17 +94,21 @@ fn calls_in_flight_finish_ok_newcomers_are_refused_and_the_server_stops_in_time(
             assert_eq!(rest.len(), 14, "every tick arrives, then OK");
         }
     });
+    let calls_done = started.elapsed();
 
     // Unary calls fired just before shutdown: a call the server had accepted is answered;
     // one still on its way is refused, with UNAVAILABLE (GOAWAY seen) or CANCELLED (headers
-    // arrived after shutdown began: C-core's matcher kills them). And, rarely (3 of 40 runs
-    // of the flake hunt, on a loaded machine), C-core 1.56 neither serves nor refuses one: it
-    // is held until the grace period ends and the server cancels what is left ("Cancelling
-    // all calls"), which is what the grace period is for. Never a hang, never another status.
-    let mut held = 0;
+    // arrived after shutdown began: C-core's matcher kills them). And, rarely (3 of 40 loaded
+    // runs), C-core 1.56 neither serves nor refuses one: it is held until the grace period
+    // ends and the server cancels what is left ("Cancelling all calls"), which is what the
+    // grace period is for. Never a hang, never another status.
+    let (mut answered, mut held) = (0, 0);
     for (i, result) in block_on(join_all(unary)).into_iter().enumerate() {
         match result {
-            Ok(reply) => assert_eq!(reply.message, format!("Hello n{i}")),
+            Ok(reply) => {
+                assert_eq!(reply.message, format!("Hello n{i}"));
+                answered += 1;
+            }
             Err(e) => {
                 let code = status_code(&e);
                 assert!(matches!(code, RpcStatusCode::UNAVAILABLE | RpcStatusCode::CANCELLED), "{e:?}");
@@ -108,12 +117,22 @@ fn calls_in_flight_finish_ok_newcomers_are_refused_and_the_server_stops_in_time(
             }
         }
     }
+    // Nothing the server took in is lost: every SayHello that had reached our handler when
+    // the newcomer was refused (by then no more can arrive) was answered, but for the rare
+    // held one the grace period cancelled.
+    let accepted = accepted as usize;
+    assert!(
+        answered <= accepted && answered + held >= accepted,
+        "{answered} answered, {held} held, {accepted} accepted"
+    );
+
     let outcome = stopping.join().unwrap();
-    // The server stops as soon as the calls are done, unless one was held: then at the end
-    // of the grace period, having cancelled it.
+    // The server stops as soon as the calls are done (then a 250 ms linger), unless one was
+    // held: then at the end of the grace period, having cancelled it.
     assert_eq!(outcome.cancelled_calls, held > 0, "{held} unary calls held until the grace period ended: {outcome:?}");
     if held == 0 {
-        assert!(started.elapsed() < grace, "stopped within the grace period: {outcome:?}");
+        let margin = Duration::from_secs(3); // the linger, and a busy machine's scheduling
+        assert!(outcome.elapsed < calls_done + margin, "stopped {outcome:?}, the calls were done after {calls_done:?}");
     }
 }
 

@@ -2,9 +2,9 @@
 //! (stock ticks, health statuses, reflection answers), [`SendAllBatched`] for a bidi stream that
 //! answers each message of an interactive client (Chat).
 
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use futures::{future, Future, Sink, SinkExt as _, Stream, StreamExt as _};
@@ -95,8 +95,33 @@ pub(crate) struct SendAllBatched<'a, St, Si, T> {
     deferred: bool,
     /// `replies` has ended (it is not polled again).
     ended: bool,
-    /// True while `poll` runs, so that [`requeue`] wakes us only once we are idle.
-    polling: Arc<AtomicBool>,
+    /// Whether `poll` is running, so that [`requeue`] wakes us only once we are idle.
+    polling: Arc<Polling>,
+}
+
+/// Whether a task is inside its `poll`, and a way to wait until it is not.
+#[derive(Default)]
+struct Polling {
+    busy: Mutex<bool>,
+    left: Condvar,
+}
+
+impl Polling {
+    fn enter(&self) {
+        *self.busy.lock().unwrap_or_else(PoisonError::into_inner) = true;
+    }
+
+    fn leave(&self) {
+        *self.busy.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        self.left.notify_all();
+    }
+
+    /// Blocks (the requeue thread, never a completion-queue thread) until the task has left
+    /// its `poll`.
+    fn wait_idle(&self) {
+        let busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(self.left.wait_while(busy, |busy| *busy).unwrap_or_else(PoisonError::into_inner));
+    }
 }
 
 impl<'a, St, Si, T> SendAllBatched<'a, St, Si, T> {
@@ -124,19 +149,19 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let polling = Arc::clone(&self.polling);
-        polling.store(true, Ordering::Release);
-        // Cleared even if `forward` panics, or `requeue`'s thread would wait for ever.
+        polling.enter();
+        // Left even if `forward` panics, or `requeue`'s thread would wait for ever.
         let _idle = Idle(&polling);
         self.forward(cx)
     }
 }
 
-/// Clears an [`SendAllBatched`]'s `polling` flag when dropped.
-struct Idle<'a>(&'a AtomicBool);
+/// Marks a [`SendAllBatched`] as out of its `poll` when dropped.
+struct Idle<'a>(&'a Polling);
 
 impl Drop for Idle<'_> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.leave();
     }
 }
 
@@ -191,21 +216,22 @@ where
     }
 }
 
-/// Wakes `waker` from a thread of its own once its task has left `poll` (`polling` false), so
-/// that grpcio kicks the wake through the completion queue (see [`SendAllBatched`]); woken while still
-/// polling, the task would be re-polled in place. False if that thread could not be started:
-/// then flush at once.
-fn requeue(waker: &Waker, polling: &Arc<AtomicBool>) -> bool {
-    type Wake = (Waker, Arc<AtomicBool>);
+/// Wakes `waker` from a thread of its own once its task has left `poll`, so that grpcio kicks
+/// the wake through the completion queue (see [`SendAllBatched`]); woken while still polling,
+/// the task would be re-polled in place. The thread sleeps until then (no spinning). A wake
+/// that panics is caught, so the thread goes on with the next. False if that thread could not
+/// be started: then flush at once.
+fn requeue(waker: &Waker, polling: &Arc<Polling>) -> bool {
+    type Wake = (Waker, Arc<Polling>);
     static REQUEUE: OnceLock<Option<mpsc::Sender<Wake>>> = OnceLock::new();
     let tx = REQUEUE.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Wake>();
         let wake_when_idle = move || {
             for (waker, polling) in rx {
-                while polling.load(Ordering::Acquire) {
-                    std::thread::yield_now();
+                polling.wait_idle();
+                if std::panic::catch_unwind(AssertUnwindSafe(|| waker.wake())).is_err() {
+                    log::error!("a chat's deferred wake panicked; it is woken no more");
                 }
-                waker.wake();
             }
         };
         std::thread::Builder::new().name("chat-requeue".into()).spawn(wake_when_idle).ok().map(|_| tx)

@@ -45,6 +45,16 @@ pub fn scrape(addr: SocketAddr) -> Metrics {
     Metrics(body)
 }
 
+/// A server's `/metrics` address, kept to scrape it once the server itself has moved on
+/// (into its shutdown).
+pub struct Scraper(pub SocketAddr);
+
+impl Scraper {
+    pub fn scrape(&self) -> Metrics {
+        scrape(self.0)
+    }
+}
+
 /// A scrape, read series by series.
 pub struct Metrics(pub String);
 

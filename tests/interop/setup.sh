@@ -37,8 +37,10 @@ PY=$OUT/venv/bin/python
 export GOWORK=off # never let a user's go.work pull these modules into something else
 
 # Parallel test binaries may all call us at once: one runs, the others wait, then skip.
+command -v flock >/dev/null ||
+  die "'flock' not found on PATH; install util-linux (apt-get install util-linux): parallel tests share this set-up"
 exec 9>"$OUT/.setup.lock"
-if command -v flock >/dev/null; then flock 9; fi
+flock 9
 
 step=start
 TMP=$(mktemp -d)
