@@ -27,6 +27,12 @@ const PROTOS: &[(&str, &str)] = &[
     ("empty", "grpc/testing/empty.proto"),
     ("messages", "grpc/testing/messages.proto"),
     ("test", "grpc/testing/test.proto"),
+    // OTLP's trace export (opentelemetry-proto v1.9.0), named after their files for the same
+    // reason.
+    ("common", "opentelemetry/proto/common/v1/common.proto"),
+    ("resource", "opentelemetry/proto/resource/v1/resource.proto"),
+    ("trace", "opentelemetry/proto/trace/v1/trace.proto"),
+    ("trace_service", "opentelemetry/proto/collector/trace/v1/trace_service.proto"),
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

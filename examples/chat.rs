@@ -20,6 +20,7 @@ struct Opts {
 
 fn main() -> std::process::ExitCode {
     let opts = Opts::parse();
+    let _traces = cli::client_tracing();
     cli::report(run(&opts))
 }
 

@@ -13,6 +13,10 @@ pub enum ServerError {
     Build(#[source] grpcio::Error),
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics { addr: String, source: std::io::Error },
+    #[error("cannot export traces to {endpoint}: {source}")]
+    TraceExport { endpoint: String, source: std::io::Error },
+    #[error("cannot write the access log to {to}: {source}")]
+    AccessLog { to: String, source: std::io::Error },
     #[error(transparent)]
     Tls(#[from] TlsError),
 }

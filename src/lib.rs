@@ -13,7 +13,7 @@
 //!  examples/ (the programs)
 //!      │
 //!  server            ServerConfig → GreeterServer: bind, register, observe, shut down
-//!      │   └───────► telemetry    Prometheus metrics (a call observer), /metrics
+//!      │   └───────► telemetry    metrics, traces, access log (call observers), /metrics
 //!      ▼                 │
 //!  patterns, health, reflection, interop        the services: what each call computes
 //!      │                 │
@@ -21,9 +21,9 @@
 //!  call              the server side of one call: request stream, reply sinks, the
 //!      │             observer hooks, the Registrar every method goes through
 //!      ▼
-//!  proto, transport, tls, error                 generated code; C-core's settings
+//!  proto, transport, tls, compression, error    generated code; C-core's settings
 //!
-//!  client            Greeter, blocking::Greeter: on proto, tls and error only
+//!  client            Greeter, blocking::Greeter: on proto, tls, compression and error only
 //! ```
 //!
 //! ## The path of a request
@@ -70,12 +70,15 @@
 //!   [`ClientError`].
 //! - The server: [`ServerConfig`] (with [`GreeterConfig`], [`TransportLimits`],
 //!   [`GracefulShutdown`]), [`GreeterServer`], [`ShutdownOutcome`], [`ServerError`].
-//! - TLS: [`ServerTls`], [`ClientTls`], [`TlsError`].
+//! - TLS: [`ServerTls`], [`ClientTls`], [`TlsError`]; message [`Compression`], either side.
+//! - Traces and the access log: [`TraceExport`] and [`AccessLog`] in the server's config;
+//!   [`ClientTracing`] for a program's client spans.
 //! - [`patterns`]: the logic of the four calls, for a reader; [`proto`]: the generated types.
 //! - [`interop`]: gRPC's official interop harness, for its examples and tests.
 
 mod call;
 mod client;
+mod compression;
 mod error;
 mod health;
 pub mod interop;
@@ -88,8 +91,10 @@ mod tls;
 mod transport;
 
 pub use client::{blocking, round_robin_service_config, Greeter, GreeterBuilder, LoadBalancing};
+pub use compression::Compression;
 pub use error::{ClientError, ServerError};
 pub use patterns::GreeterConfig;
 pub use server::{GracefulShutdown, GreeterServer, ServerConfig, ShutdownOutcome};
+pub use telemetry::{AccessLog, ClientTracing, TraceExport};
 pub use tls::{ClientTls, ServerTls, TlsError};
 pub use transport::TransportLimits;

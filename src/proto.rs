@@ -6,6 +6,7 @@
 //! - [`health`]: the standard `grpc.health.v1` protocol.
 //! - [`reflection`]: the two versions of the server reflection protocol.
 //! - [`testing`]: `grpc.testing`, gRPC's official interop test protocol.
+//! - `otlp` (internal): OpenTelemetry's trace export, `TraceService/Export`.
 #![allow(missing_docs, clippy::all, renamed_and_removed_lints)]
 
 mod generated {
@@ -42,4 +43,19 @@ pub mod testing {
     pub use super::generated::empty::Empty;
     pub use super::generated::messages::*;
     pub use super::generated::test_grpc::*;
+}
+
+/// OpenTelemetry's OTLP trace export: the messages and the `TraceService` client.
+pub(crate) mod otlp {
+    pub(crate) use super::generated::trace_service::*;
+    pub(crate) use super::generated::trace_service_grpc::*;
+    pub(crate) mod common {
+        pub(crate) use super::super::generated::common::*;
+    }
+    pub(crate) mod resource {
+        pub(crate) use super::super::generated::resource::*;
+    }
+    pub(crate) mod trace {
+        pub(crate) use super::super::generated::trace::*;
+    }
 }

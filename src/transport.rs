@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use grpcio::{ChannelBuilder, Environment, ServerBuilder, ServerCredentials};
 
+use crate::compression::Compression;
 use crate::error::ServerError;
 use crate::tls::ServerTls;
 
@@ -33,6 +34,16 @@ pub struct TransportLimits {
     /// after `max_ping_strikes` the connection gets GOAWAY `too_many_pings`.
     pub min_client_ping_interval: Duration,
     pub max_ping_strikes: u32,
+    /// Close every connection after about this long (each gets ±10 % jitter), with a GOAWAY
+    /// that lets its calls finish: clients then reconnect and re-resolve the server's name,
+    /// which is how replicas added behind a DNS name get traffic. `None`: connections last.
+    pub max_connection_age: Option<Duration>,
+    /// How long calls may run on a connection past its age before they are cut (`None` with
+    /// an age: no bound). Longer than the longest stream you want to keep whole.
+    pub max_connection_age_grace: Option<Duration>,
+    /// Close a connection that has carried no call for this long. A load-balancing client
+    /// that health-checks keeps a Watch open, so its connections never count as idle.
+    pub max_connection_idle: Option<Duration>,
 }
 
 impl Default for TransportLimits {
@@ -45,14 +56,35 @@ impl Default for TransportLimits {
             keepalive_timeout: Duration::from_secs(20),
             min_client_ping_interval: Duration::from_secs(5 * 60),
             max_ping_strikes: 2,
+            max_connection_age: None,
+            max_connection_age_grace: None,
+            max_connection_idle: None,
         }
     }
 }
 
 impl TransportLimits {
-    /// A server builder with these limits, and port sharing as asked.
-    pub(crate) fn server_builder(&self, env: &Arc<Environment>, reuse_port: bool) -> ServerBuilder {
-        let args = ChannelBuilder::new(env.clone())
+    /// A server builder with these limits, replies compressed as `compression` says (messages
+    /// of `min_len` bytes or more), and port sharing as asked.
+    pub(crate) fn server_builder(
+        &self,
+        env: &Arc<Environment>,
+        reuse_port: bool,
+        compression: Compression,
+        min_len: usize,
+    ) -> ServerBuilder {
+        let mut args = compression.server_args(ChannelBuilder::new(env.clone()), min_len);
+        // grpcio 0.13 has no setters for these; C-core reads them as milliseconds.
+        for (key, value) in [
+            (c"grpc.max_connection_age_ms", self.max_connection_age),
+            (c"grpc.max_connection_age_grace_ms", self.max_connection_age_grace),
+            (c"grpc.max_connection_idle_ms", self.max_connection_idle),
+        ] {
+            if let Some(value) = value {
+                args = args.raw_cfg_int(key.into(), clamp(value.as_millis()));
+            }
+        }
+        let args = args
             .max_receive_message_len(clamp(self.max_receive_message_len))
             .max_send_message_len(clamp(self.max_send_message_len))
             .max_concurrent_stream(clamp(self.max_concurrent_streams))

@@ -7,19 +7,18 @@
 
 mod common;
 
+use std::io::Write as _;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use std::process::Stdio;
-
 use common::examples::ServerProcess;
+use common::lb::{peer_client, without_retries, GREETING, WARM_UP};
 use common::load::Load;
 use common::process::{KillOnDrop, DEADLINE};
-use common::tools::{run_ok, tools};
 use greeter::round_robin_service_config;
 use greeter::{blocking, ClientError, Greeter, LoadBalancing};
 use grpcio::RpcStatusCode;
 
-const GREETING: &str = "Received greeting request";
 const SUBSCRIPTION: &str = "Received subscription";
 
 /// A `server` example on `127.0.0.1:port` (0: any free port) that logs every SayHello.
@@ -47,10 +46,6 @@ impl Replicas {
     fn target(&self) -> String {
         let addrs: Vec<String> = self.servers.iter().map(ServerProcess::addr).collect();
         format!("ipv4:{}", addrs.join(","))
-    }
-
-    fn client(&self) -> blocking::Greeter {
-        round_robin(&self.target(), Duration::from_secs(10)).into()
     }
 
     /// SayHello calls each replica has served so far.
@@ -88,18 +83,36 @@ fn round_robin(target: &str, deadline: Duration) -> Greeter {
     Greeter::builder(target, deadline).load_balancing(LoadBalancing::RoundRobin).connect().unwrap()
 }
 
+impl Replicas {
+    /// SayHello calls each replica has served so far, warm-up calls left out.
+    fn counted(&self) -> Vec<usize> {
+        self.servers.iter().map(|s| s.count(GREETING) - s.count(WARM_UP)).collect()
+    }
+
+    /// Calls `greeter` with warm-up names until every replica has served one: round_robin
+    /// spreads calls over the connections that are up, and they come up one by one.
+    fn warm_up(&self, greeter: &Greeter) {
+        let start = Instant::now();
+        while !self.servers.iter().all(|s| s.count(WARM_UP) > 0) {
+            assert!(start.elapsed() < Duration::from_secs(30), "the client did not reach all three replicas in 30 s");
+            futures::executor::block_on(greeter.say_hello(&"w".repeat(777))).unwrap();
+        }
+    }
+}
+
+/// Once its connections to all three replicas are up, round_robin takes them in turn: 300
+/// calls from one client land exactly 100 on each.
 #[test]
 fn round_robin_spreads_300_calls_over_three_replicas() {
     let replicas = Replicas::start(3, &[]);
-    let client = replicas.client();
+    let greeter = round_robin(&replicas.target(), Duration::from_secs(10));
+    replicas.warm_up(&greeter);
+    let client = blocking::Greeter::from(greeter);
     for i in 0..300 {
         assert_eq!(client.say_hello(&format!("rr {i}")).unwrap(), format!("Hello rr {i}"));
     }
-    let served = replicas.wait_served("the logs show all 300 calls", |s| s.iter().sum::<usize>() == 300);
-    eprintln!("SayHello calls served per replica: {served:?}");
-    for (i, n) in served.iter().enumerate() {
-        assert!(*n >= 60, "replica {i} served {n} of 300 (< 20 %): {served:?}");
-    }
+    replicas.wait_served("the logs show all 300 calls", |_| replicas.counted().iter().sum::<usize>() == 300);
+    assert_eq!(replicas.counted(), [100, 100, 100], "SayHello calls served per replica");
 }
 
 /// SIGTERM on a replica under load: its health turns NOT_SERVING, the clients' round_robin
@@ -125,14 +138,37 @@ fn a_replica_draining_on_sigterm_loses_no_call() {
         ok as usize + failures.len(),
         &failures[..failures.len().min(5)]
     );
-    assert_drained_for_health_watchers(&replicas.servers[0]);
 }
 
-/// The replica's log shows its health had watchers (the clients' health checks) and that it
-/// served on for them before it stopped.
-fn assert_drained_for_health_watchers(replica: &ServerProcess) {
-    let log = replica.log();
-    assert!(log.iter().any(|l| l.contains("health is NOT_SERVING for")), "no health watcher, no drain: {log:#?}");
+/// What the drain is for, apart from any retry: after health turned NOT_SERVING (a watcher
+/// heard it), a call that arrives on a new connection is served while `--drain` lasts, and
+/// refused once the server has stopped accepting; with `--drain 0s` it is refused at once.
+fn a_call_after_not_serving(drain: &str) -> Result<String, ClientError> {
+    use greeter::proto::health::health_check_response::ServingStatus;
+    use greeter::proto::health::{HealthCheckRequest, HealthClient};
+    let replica = replica(0, &["--drain", drain]);
+    let watcher = Greeter::connect(&replica.addr(), Duration::from_secs(30));
+    let mut watch = HealthClient::new(watcher.channel().clone()).watch(&HealthCheckRequest::default()).unwrap();
+    let status = |w: &mut grpcio::ClientSStreamReceiver<greeter::proto::health::HealthCheckResponse>| {
+        futures::executor::block_on(futures::TryStreamExt::try_next(w)).unwrap().unwrap().status.enum_value_or_default()
+    };
+    assert_eq!(status(&mut watch), ServingStatus::SERVING);
+    replica.signal("TERM");
+    assert_eq!(status(&mut watch), ServingStatus::NOT_SERVING, "the watcher hears it first");
+    // A client of its own (no health checks, no retries): one attempt, on a new connection.
+    let late = Greeter::connect(&replica.addr(), Duration::from_secs(10));
+    futures::executor::block_on(late.say_hello("after NOT_SERVING"))
+}
+
+#[test]
+fn during_the_drain_a_call_after_not_serving_is_served() {
+    assert_eq!(a_call_after_not_serving("5s").map_err(|e| e.to_string()), Ok("Hello after NOT_SERVING".to_owned()));
+}
+
+#[test]
+fn without_a_drain_a_call_after_not_serving_is_refused() {
+    let err = a_call_after_not_serving("0s").expect_err("no drain: the server already refuses calls");
+    assert_eq!(err.code(), Some(RpcStatusCode::UNAVAILABLE), "{err}");
 }
 
 /// SIGKILL on a replica under load: unary calls on it are retried elsewhere (none fails),
@@ -151,13 +187,8 @@ fn a_crashed_replica_costs_no_unary_call_and_gets_traffic_again_after_restart() 
     let greeter = round_robin(&replicas.target(), Duration::from_secs(60));
     // This client's own connections (a Greeter does not share C-core's subchannels) must be up
     // to all three before the subscriptions, or round_robin spreads them over the ready ones
-    // only. A name of a length no other call uses marks its calls in the replicas' logs.
-    let mark = "(777 bytes of name)";
-    let start = Instant::now();
-    while !replicas.servers.iter().all(|s| s.count(mark) > 0) {
-        assert!(start.elapsed() < Duration::from_secs(30), "this client did not reach all three replicas in 30 s");
-        futures::executor::block_on(greeter.say_hello(&"w".repeat(777))).unwrap();
-    }
+    // only.
+    replicas.warm_up(&greeter);
     let subscriptions: Vec<_> = (0..6)
         .map(|_| {
             let ticks = greeter.stock_prices("TSMC").unwrap();
@@ -173,12 +204,11 @@ fn a_crashed_replica_costs_no_unary_call_and_gets_traffic_again_after_restart() 
 
     replicas.servers[1].signal("KILL");
     replicas.servers[1].wait_exit();
+    replicas.restart(1); // at once, on the port it had
     let results: Vec<Result<Vec<_>, ClientError>> = subscriptions.into_iter().map(|s| s.join().unwrap()).collect();
     let unavailable =
         results.iter().filter(|r| matches!(r, Err(e) if e.code() == Some(RpcStatusCode::UNAVAILABLE))).count();
     let complete = results.iter().filter(|r| matches!(r, Ok(ticks) if ticks.len() == 100)).count();
-
-    replicas.restart(1);
     replicas.wait_served("the restarted replica gets calls again", |s| s[1] >= 20);
     let (ok, failures) = load.stop();
 
@@ -189,52 +219,41 @@ fn a_crashed_replica_costs_no_unary_call_and_gets_traffic_again_after_restart() 
     assert_eq!(complete, 6 - on_victim, "the other streams finish: {results:?}");
 }
 
-/// The Go or Python lb-client (tests/interop/), given our round_robin service config the
-/// way its library's docs say (`WithDefaultServiceConfig`, the `grpc.service_config` option).
-fn peer_client(lang: &str, target: &str, args: &[&str]) -> std::process::Command {
-    let mut cmd = match lang {
-        "go" => tools().go_bin("lb-client"),
-        "python" => tools().python("tests/interop/python/lb_client.py"),
-        other => unreachable!("{other}"),
-    };
-    cmd.args(["--addr", target, "--service-config", &round_robin_service_config()]).args(args);
-    cmd
-}
-
+/// Warm-up calls until every replica has one (the test watches the logs, then says so on the
+/// client's stdin), then exactly 300 calls: exactly 100 on each replica.
 fn peer_spreads_300_calls(lang: &str) {
     let replicas = Replicas::start(3, &[]);
-    let out = run_ok(peer_client(lang, &replicas.target(), &["--calls", "300"]), lang);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "CALLS ok=300 failed=0");
-    let served = replicas.wait_served("the logs show all 300 calls", |s| s.iter().sum::<usize>() == 300);
-    eprintln!("{lang}: SayHello calls served per replica: {served:?}");
-    for (i, n) in served.iter().enumerate() {
-        assert!(*n >= 60, "{lang}: replica {i} served {n} of 300 (< 20 %): {served:?}");
-    }
+    let mut client =
+        peer_client(lang, &replicas.target(), &round_robin_service_config(), &["--warmup", "--calls", "300"]);
+    let mut client =
+        KillOnDrop(client.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+    replicas.wait_served("the client reaches all three replicas", |_| {
+        replicas.servers.iter().all(|s| s.count(WARM_UP) > 0)
+    });
+    client.0.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = client.wait_with_output(&format!("the {lang} client"), DEADLINE);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "CALLS ok=300 failed=0", "{lang}");
+    replicas.wait_served("the logs show all 300 calls", |_| replicas.counted().iter().sum::<usize>() == 300);
+    assert_eq!(replicas.counted(), [100, 100, 100], "{lang}: SayHello calls served per replica");
 }
 
+/// Four workers call until the test closes their stdin: a replica is stopped (SIGTERM) under
+/// their load, and, with health checks but no retry policy, no call fails: the drain served
+/// every call they had routed to it before they heard NOT_SERVING.
 fn peer_loses_no_call_to_a_draining_replica(lang: &str) {
     let mut replicas = Replicas::start(3, &[]);
-    let client = peer_client(lang, &replicas.target(), &["--for", "8s", "--workers", "4"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut client = KillOnDrop(client);
+    let mut client = peer_client(lang, &replicas.target(), &without_retries(), &["--until-eof", "--workers", "4"]);
+    let mut client =
+        KillOnDrop(client.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
     replicas.wait_served("every replica gets traffic", |s| s.iter().all(|&n| n >= 20));
 
     replicas.servers[0].signal("TERM");
     let status = replicas.servers[0].wait_exit();
     assert!(status.success(), "the replica exits 0 after SIGTERM, got {status}");
-    assert!(
-        client.0.try_wait().unwrap().is_none(),
-        "{lang}: the load ended before the replica stopped; nothing was tested"
-    );
     let at_exit = replicas.served();
+    replicas.wait_served("the others serve on", |s| s[1] > at_exit[1] + 50 && s[2] > at_exit[2] + 50);
+    drop(client.0.stdin.take()); // the workers stop
     let out = client.wait_with_output(&format!("the {lang} client"), DEADLINE);
-    let later = replicas.served();
-    eprintln!("{lang}: served at replica 0's exit {at_exit:?}, at the end {later:?}");
-    assert!(later[1] > at_exit[1] && later[2] > at_exit[2], "{lang}: traffic moved to the others");
-    assert_drained_for_health_watchers(&replicas.servers[0]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("failed=0"),

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use clap::Args;
 use greeter::{
-    blocking, ClientError, ClientTls, GracefulShutdown, Greeter, GreeterConfig, LoadBalancing, ServerConfig, ServerTls,
-    TlsError, TransportLimits,
+    blocking, AccessLog, ClientError, ClientTls, ClientTracing, Compression, GracefulShutdown, Greeter, GreeterConfig,
+    LoadBalancing, ServerConfig, ServerTls, TlsError, TraceExport, TransportLimits,
 };
 
 /// Flags every client example takes.
@@ -39,6 +39,9 @@ pub struct ClientArgs {
     /// Name to expect in the server certificate instead of the host in --addr.
     #[arg(long)]
     pub tls_server_name: Option<String>,
+    /// Compress requests of 1 KiB or more: gzip, deflate or none (the server must accept it).
+    #[arg(long, default_value = "none")]
+    pub compression: Compression,
 }
 
 impl ClientArgs {
@@ -49,7 +52,7 @@ impl ClientArgs {
 
     /// The async client for `--addr`, over TLS when `--tls-ca` is given.
     pub fn connect(&self) -> Result<Greeter, ClientError> {
-        let builder = Greeter::builder(&self.addr, self.deadline).load_balancing(self.lb);
+        let builder = Greeter::builder(&self.addr, self.deadline).load_balancing(self.lb).compression(self.compression);
         let Some(ca) = &self.tls_ca else {
             if self.tls_cert.is_some() || self.tls_server_name.is_some() {
                 return Err(TlsError::Missing("--tls-cert and --tls-server-name", "--tls-ca").into());
@@ -91,9 +94,26 @@ pub struct ServerArgs {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
+    /// Trace every call to this OTLP/gRPC collector (http://HOST:4317, https:// for TLS);
+    /// default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT, else off.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// Log every finished call, one line each, in this format (json).
+    #[arg(long, value_name = "FORMAT", value_parser = ["json"])]
+    pub access_log: Option<String>,
+    /// Write the access log to this file (appended to) instead of stderr.
+    #[arg(long, value_name = "PATH", requires = "access_log")]
+    pub access_log_file: Option<PathBuf>,
     /// Do not serve gRPC reflection (grpcurl and similar tools then need the .proto files).
     #[arg(long)]
     pub no_reflection: bool,
+    /// Compress replies of --compression-min-size bytes or more: gzip, deflate or none; a
+    /// client that does not accept the algorithm gets the other one it accepts, or none.
+    #[arg(long, default_value = "none")]
+    pub compression: Compression,
+    /// The least reply size, in bytes, worth compressing.
+    #[arg(long, default_value_t = ServerConfig::default().compression_min_len)]
+    pub compression_min_size: usize,
     /// Serve TLS with this certificate chain (PEM); needs --tls-key.
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -133,6 +153,16 @@ pub struct LimitArgs {
     /// ...and after this many strikes, GOAWAY "too_many_pings".
     #[arg(long, default_value_t = TransportLimits::default().max_ping_strikes)]
     pub max_ping_strikes: u32,
+    /// Close each connection after about this long (±10 %), letting its calls finish, so that
+    /// clients reconnect and re-resolve the server's name (DNS discovery of new replicas).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub max_connection_age: Option<Duration>,
+    /// Calls still running this long after a connection's age are cut (default: no bound).
+    #[arg(long, requires = "max_connection_age", value_parser = humantime::parse_duration)]
+    pub max_connection_age_grace: Option<Duration>,
+    /// Close a connection that has carried no call for this long.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub max_connection_idle: Option<Duration>,
     /// Longest Chat message, in bytes (longer: INVALID_ARGUMENT).
     #[arg(long, default_value_t = GreeterConfig::default().max_chat_message_len)]
     pub max_chat_message_len: usize,
@@ -151,6 +181,9 @@ impl LimitArgs {
             keepalive_timeout: self.keepalive_timeout,
             min_client_ping_interval: self.min_client_ping_interval,
             max_ping_strikes: self.max_ping_strikes,
+            max_connection_age: self.max_connection_age,
+            max_connection_age_grace: self.max_connection_age_grace,
+            max_connection_idle: self.max_connection_idle,
         }
     }
 }
@@ -174,8 +207,18 @@ impl ServerArgs {
             transport: self.limits.transport(),
             shutdown: GracefulShutdown { grace: self.grace, drain: self.drain },
             reflection: !self.no_reflection,
+            compression: self.compression,
+            compression_min_len: self.compression_min_size,
             reuse_port: self.reuse_port,
             metrics_addr: self.metrics_addr.clone(),
+            traces: match &self.otlp_endpoint {
+                Some(url) => Some(TraceExport::to(url, "greeter")),
+                None => TraceExport::from_env("greeter"),
+            },
+            access_log: self.access_log.as_ref().map(|_| match &self.access_log_file {
+                Some(path) => AccessLog::File(path.clone()),
+                None => AccessLog::Stderr,
+            }),
             tls,
         })
     }
@@ -187,6 +230,15 @@ impl ServerArgs {
 pub fn init_logging() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     grpcio::redirect_log();
+}
+
+/// A client program's spans, when OpenTelemetry's variables name a collector
+/// (`OTEL_EXPORTER_OTLP_ENDPOINT`, …); keep it alive while the program makes calls.
+pub fn client_tracing() -> Option<ClientTracing> {
+    let export = TraceExport::from_env("greeter-client")?;
+    ClientTracing::install_global(&export)
+        .map_err(|e| eprintln!("warning: traces not exported to {}: {e}", export.endpoint))
+        .ok()
 }
 
 /// Runs an example's body and reports its error, if any, as one line on stderr.

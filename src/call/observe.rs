@@ -30,8 +30,8 @@ pub(crate) trait Observer: Send + Sync {
 
 /// One observer's view of one method.
 pub(crate) trait MethodObserver: Send + Sync {
-    /// A call of the method has arrived.
-    fn call_started(&self) -> Box<dyn CallObserver>;
+    /// A call of the method has arrived (its metadata and peer are in `ctx`).
+    fn call_started(&self, ctx: &RpcContext) -> Box<dyn CallObserver>;
 }
 
 /// One observer's view of one call.
@@ -61,7 +61,7 @@ impl Call {
             return Call(None);
         }
         let observed = Observed {
-            observers: methods.iter().map(|m| m.call_started()).collect(),
+            observers: methods.iter().map(|m| m.call_started(ctx)).collect(),
             deadline: ctx.deadline(),
             done: AtomicBool::new(false),
         };

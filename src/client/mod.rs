@@ -46,6 +46,7 @@
 
 mod balancing;
 pub mod blocking;
+mod trace;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -56,10 +57,13 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::{FutureExt as _, SinkExt as _, Stream, StreamExt as _, TryStreamExt as _};
 use grpcio::{CallOption, Channel, ChannelBuilder, ClientDuplexReceiver, EnvBuilder, WriteFlags};
+use opentelemetry_sdk::trace::SdkTracer;
 
+use crate::compression::Compression;
 use crate::error::ClientError;
 use crate::proto::{ChatMessage, GreeterClient, HelloRequest, Metric, MetricSummary, StockReply, StockRequest};
 use crate::tls::ClientTls;
+use trace::CallSpan;
 
 pub use balancing::{round_robin_service_config, LoadBalancing};
 
@@ -73,15 +77,20 @@ pub struct Greeter {
     channel: Channel,
     addr: Arc<str>,
     deadline: Duration,
+    /// Where this client's spans go; `None`: to the global tracer provider.
+    tracer: Option<SdkTracer>,
 }
 
-/// A connection with more than the defaults: a load-balancing policy, TLS.
+/// A connection with more than the defaults: a load-balancing policy, TLS, a tracer.
 #[derive(Clone, Debug)]
 pub struct GreeterBuilder {
     target: String,
     deadline: Duration,
     lb: LoadBalancing,
     tls: Option<ClientTls>,
+    tracer: Option<SdkTracer>,
+    min_resolution_interval: Option<Duration>,
+    compression: Compression,
 }
 
 impl GreeterBuilder {
@@ -97,12 +106,43 @@ impl GreeterBuilder {
         self
     }
 
+    /// Send this client's spans to `tracer` (e.g. `ClientTracing::tracer()`, or a tracer of
+    /// the program's own OpenTelemetry set-up) instead of the global tracer provider.
+    pub fn tracer(mut self, tracer: SdkTracer) -> Self {
+        self.tracer = Some(tracer);
+        self
+    }
+
+    /// The least time between two resolutions of a `dns:` target's name (C-core's default:
+    /// 30 s). A channel re-resolves only when a connection closes (a replica's GOAWAY, for
+    /// instance its `max_connection_age`), at most this often; see docs/operations.md,
+    /// "Replicas behind a DNS name".
+    pub fn min_resolution_interval(mut self, interval: Duration) -> Self {
+        self.min_resolution_interval = Some(interval);
+        self
+    }
+
+    /// Compress every request message of 1 KiB or more (see [`Compression`]: the server must
+    /// be able to inflate it, or it answers UNIMPLEMENTED). Replies come compressed when the
+    /// server compresses them, whatever this says.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
     pub fn connect(self) -> Result<Greeter, ClientError> {
-        let mut builder = balancing::apply(channel_builder(), self.lb);
+        let builder = self.compression.client_args(channel_builder(), crate::compression::DEFAULT_MIN_LEN);
+        let mut builder = balancing::apply(builder, self.lb);
+        if let Some(interval) = self.min_resolution_interval {
+            let ms = i32::try_from(interval.as_millis()).unwrap_or(i32::MAX);
+            builder = builder.raw_cfg_int(c"grpc.dns_min_time_between_resolutions_ms".into(), ms);
+        }
         if let Some(tls) = &self.tls {
             builder = tls.apply(builder)?;
         }
-        Ok(Greeter::with_channel(builder, &self.target, self.deadline))
+        let mut greeter = Greeter::with_channel(builder, &self.target, self.deadline);
+        greeter.tracer = self.tracer;
+        Ok(greeter)
     }
 }
 
@@ -121,12 +161,20 @@ impl Greeter {
 
     /// For a connection with a load-balancing policy or TLS.
     pub fn builder(target: &str, deadline: Duration) -> GreeterBuilder {
-        GreeterBuilder { target: target.to_owned(), deadline, lb: LoadBalancing::default(), tls: None }
+        GreeterBuilder {
+            target: target.to_owned(),
+            deadline,
+            lb: LoadBalancing::default(),
+            tls: None,
+            tracer: None,
+            min_resolution_interval: None,
+            compression: Compression::None,
+        }
     }
 
     fn with_channel(builder: ChannelBuilder, addr: &str, deadline: Duration) -> Self {
         let channel = builder.connect(addr);
-        Greeter { client: GreeterClient::new(channel.clone()), channel, addr: addr.into(), deadline }
+        Greeter { client: GreeterClient::new(channel.clone()), channel, addr: addr.into(), deadline, tracer: None }
     }
 
     /// The connection, for other services the server offers on it (health, reflection).
@@ -147,8 +195,9 @@ impl Greeter {
         self.deadline
     }
 
-    fn options(&self) -> CallOption {
-        CallOption::default().timeout(self.deadline)
+    /// A call's options, its span started and its trace context added.
+    fn options(&self, method: &'static str) -> (CallSpan, CallOption) {
+        CallSpan::start(self.tracer.as_ref(), method, &self.addr, CallOption::default().timeout(self.deadline))
     }
 
     /// Turns grpcio errors of `call` into `ClientError`s; owns what it needs, so that the
@@ -164,12 +213,14 @@ impl Greeter {
     pub fn say_hello(&self, name: &str) -> impl Future<Output = Result<String, ClientError>> + Send + 'static {
         let err = self.error("SayHello");
         let req = HelloRequest { name: name.to_owned(), ..Default::default() };
-        let call = self.client.say_hello_async_opt(&req, self.options());
+        let (span, options) = self.options("SayHello");
+        let call = self.client.say_hello_async_opt(&req, options);
         let channel = self.client.clone();
         async move {
             let _channel = channel;
-            let reply = call.map_err(&err)?.await.map_err(&err)?;
-            Ok(reply.message)
+            let reply = async { call.map_err(&err)?.await.map_err(&err) }.await;
+            span.end(code_of(&reply));
+            Ok(reply?.message)
         }
     }
 
@@ -181,8 +232,9 @@ impl Greeter {
     ) -> Result<impl Stream<Item = Result<StockReply, ClientError>> + Send + 'static, ClientError> {
         let err = self.error("GetStockPrice");
         let req = StockRequest { symbol: symbol.to_owned(), ..Default::default() };
-        let ticks = self.client.get_stock_price_opt(&req, self.options()).map_err(&err)?;
-        Ok(OnChannel::new(ticks.map_err(err), &self.client))
+        let (span, options) = self.options("GetStockPrice");
+        let ticks = self.client.get_stock_price_opt(&req, options).map_err(&err)?;
+        Ok(OnChannel::new(ticks.map_err(err), &self.client, span))
     }
 
     /// Level 3: streams `values` to the server as they come, and returns its count and
@@ -195,20 +247,26 @@ impl Greeter {
         S: Stream<Item = f64> + Send,
     {
         let err = self.error("RecordMetrics");
-        let call = self.client.record_metrics_opt(self.options());
+        let (span, options) = self.options("RecordMetrics");
+        let call = self.client.record_metrics_opt(options);
         let channel = self.client.clone();
         async move {
             let _channel = channel;
-            let (mut sink, summary) = call.map_err(&err)?;
-            // Values that are ready go out in one write; when `values` has to wait, what is
-            // buffered is flushed (see `send_all_batched`).
-            let sent = send_all_batched(&mut sink, values.map(|value| Metric { value, ..Default::default() })).await;
-            // A failed send means the server already answered (e.g. rejected a value): its
-            // answer says why.
-            if sent.is_ok() {
-                let _ = sink.close().await;
+            let summary = async {
+                let (mut sink, summary) = call.map_err(&err)?;
+                // Values that are ready go out in one write; when `values` has to wait, what
+                // is buffered is flushed (see `send_all_batched`).
+                let values = values.map(|value| Metric { value, ..Default::default() });
+                // A failed send means the server already answered (e.g. rejected a value):
+                // its answer says why.
+                if send_all_batched(&mut sink, values).await.is_ok() {
+                    let _ = sink.close().await;
+                }
+                summary.await.map_err(&err)
             }
-            summary.await.map_err(&err)
+            .await;
+            span.end(code_of(&summary));
+            summary
         }
     }
 
@@ -227,7 +285,8 @@ impl Greeter {
         S: Stream<Item = String> + Send + 'static,
     {
         let err = self.error("Chat");
-        let (mut sink, replies) = self.client.chat_opt(self.options()).map_err(&err)?;
+        let (span, options) = self.options("Chat");
+        let (mut sink, replies) = self.client.chat_opt(options).map_err(&err)?;
         let user = user.to_owned();
         let messages = messages.map(move |message| ChatMessage { user: user.clone(), message, ..Default::default() });
         let send = async move {
@@ -238,29 +297,49 @@ impl Greeter {
             }
         };
         let replies = ChatReplies { send: Some(send.boxed()), replies };
-        Ok(OnChannel::new(replies.map_err(err), &self.client))
+        Ok(OnChannel::new(replies.map_err(err), &self.client, span))
     }
 }
 
-/// A call's stream that also holds its channel. grpcio destroys a channel (failing its calls
-/// with "Channel Destroyed") and stops its completion-queue thread when the last handle to it
-/// goes, so a stream that outlives the `Greeter` it came from must keep one.
+/// A call's stream that also holds its channel and its span. grpcio destroys a channel
+/// (failing its calls with "Channel Destroyed") and stops its completion-queue thread when the
+/// last handle to it goes, so a stream that outlives the `Greeter` it came from must keep one.
+/// The span ends with the stream: OK at its end, the status of its error, CANCELLED when the
+/// stream is dropped before either.
 struct OnChannel<S> {
     stream: S,
+    span: Option<CallSpan>,
     _channel: GreeterClient,
 }
 
 impl<S> OnChannel<S> {
-    fn new(stream: S, client: &GreeterClient) -> Self {
-        OnChannel { stream, _channel: client.clone() }
+    fn new(stream: S, client: &GreeterClient, span: CallSpan) -> Self {
+        OnChannel { stream, span: Some(span), _channel: client.clone() }
     }
 }
 
-impl<S: Stream + Unpin> Stream for OnChannel<S> {
+impl<S, T> Stream for OnChannel<S>
+where
+    S: Stream<Item = Result<T, ClientError>> + Unpin,
+{
     type Item = S::Item;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
-        self.stream.poll_next_unpin(cx)
+        let next = self.stream.poll_next_unpin(cx);
+        match &next {
+            Poll::Ready(None) => self.span.take().map_or((), |span| span.end(Some(grpcio::RpcStatusCode::OK))),
+            Poll::Ready(Some(Err(e))) => self.span.take().map_or((), |span| span.end(e.code())),
+            _ => {}
+        }
+        next
+    }
+}
+
+/// The status a call's result stands for, for its span.
+fn code_of<T>(result: &Result<T, ClientError>) -> Option<grpcio::RpcStatusCode> {
+    match result {
+        Ok(_) => Some(grpcio::RpcStatusCode::OK),
+        Err(e) => e.code(),
     }
 }
 

@@ -10,8 +10,9 @@ use protobuf::{EnumOrUnknown, MessageField};
 
 use super::service::{ECHO_INITIAL_KEY, ECHO_TRAILING_KEY};
 use super::{Case, InteropError};
+use crate::compression::Compression;
 use crate::proto::testing::{
-    EchoStatus, Empty, Payload, PayloadType, ResponseParameters, SimpleRequest, StreamingInputCallRequest,
+    BoolValue, EchoStatus, Empty, Payload, PayloadType, ResponseParameters, SimpleRequest, StreamingInputCallRequest,
     StreamingOutputCallRequest, StreamingOutputCallResponse, TestServiceClient, UnimplementedServiceClient,
 };
 use crate::tls::ClientTls;
@@ -19,6 +20,11 @@ use crate::tls::ClientTls;
 /// Why the FullDuplexCall half of `custom_metadata` cannot check its trailer.
 pub const STREAM_TRAILERS_LIMIT: &str = "grpcio 0.13's streaming-call receivers expose no trailing metadata, \
      so the FullDuplexCall half cannot check x-grpc-test-echo-trailing-bin";
+
+/// Why the server_compressed cases cannot check the compressed flag of a response.
+pub const RESPONSE_COMPRESSION_LIMIT: &str = "grpcio 0.13 hands the client each message already inflated, \
+     without its compressed flag, so server_compressed_* check the payloads only (tests/compression.rs reads the \
+     flag on the wire)";
 
 /// A deadline for every call of a case (upstream's clients set none; ours should not hang).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -102,6 +108,10 @@ impl InteropClient {
                 let reply = client.unimplemented_call_async_opt(&Empty::new(), opt()).map_err(c.rpc("start"))?.await;
                 c.expect_status(reply, "UnimplementedService/UnimplementedCall", grpcio::RpcStatusCode::UNIMPLEMENTED)
             }
+            Case::ClientCompressedUnary => c.client_compressed_unary().await,
+            Case::ClientCompressedStreaming => c.client_compressed_streaming().await,
+            Case::ServerCompressedUnary => c.server_compressed_unary().await,
+            Case::ServerCompressedStreaming => c.server_compressed_streaming().await,
             Case::RpcSoak => self.soak(case, false).await,
             Case::ChannelSoak => self.soak(case, true).await,
         }
@@ -168,6 +178,8 @@ impl InteropClient {
 /// roots, a name to expect instead of the host dialled), no message size limit.
 fn new_channel(env: &Arc<Environment>, target: &str, tls: Option<&ClientTls>) -> Result<Channel, InteropError> {
     let builder = ChannelBuilder::new(env.clone()).max_receive_message_len(-1).max_send_message_len(-1);
+    // No compression by default; the compression cases choose it per call.
+    let builder = Compression::None.client_args(builder, 0);
     Ok(match tls {
         None => builder.connect(target),
         Some(tls) => tls.apply(builder)?.connect(target),
@@ -176,6 +188,16 @@ fn new_channel(env: &Arc<Environment>, target: &str, tls: Option<&ClientTls>) ->
 
 fn opt() -> CallOption {
     CallOption::default().timeout(CALL_TIMEOUT)
+}
+
+/// `options` with the call's requests compressed as `compression` says.
+fn compressed(options: CallOption, compression: Compression) -> CallOption {
+    if compression == Compression::None {
+        return options;
+    }
+    let mut headers = MetadataBuilder::new();
+    compression.for_call(&mut headers);
+    options.headers(headers.build())
 }
 
 fn c_check(case: Case, check: String) -> InteropError {
@@ -375,6 +397,102 @@ impl Checks<'_> {
             Ok(()) | Err(grpcio::Error::RpcFinished(_)) => Ok(()),
             Err(e) => Err(self.rpc(call)(e)),
         }
+    }
+
+    /// `client_compressed_unary`: a probe that the server checks (an uncompressed request
+    /// that says it is compressed must fail), then the compressed request, then a plain one.
+    async fn client_compressed_unary(&self) -> Result<(), InteropError> {
+        let call = "UnaryCall";
+        let request = |expect| SimpleRequest {
+            expect_compressed: MessageField::some(BoolValue { value: expect, ..Default::default() }),
+            response_size: 314_159,
+            payload: zeros(271_828),
+            ..Default::default()
+        };
+        let probe = self.client.unary_call_async_opt(&request(true), opt()).map_err(self.rpc(call))?.await;
+        self.expect_status(probe, "the uncompressed probe", grpcio::RpcStatusCode::INVALID_ARGUMENT)?;
+        for (expect, compression) in [(true, Compression::Gzip), (false, Compression::None)] {
+            let reply = self.client.unary_call_async_opt(&request(expect), compressed(opt(), compression));
+            let reply = reply.map_err(self.rpc(call))?.await.map_err(self.rpc(call))?;
+            self.check_payload(&reply.payload, 314_159, &format!("the {} request's response", compression.name()))?;
+        }
+        Ok(())
+    }
+
+    /// `client_compressed_streaming`: the probe, then one call of a compressed message and an
+    /// uncompressed one (the call compresses; the second message opts out).
+    async fn client_compressed_streaming(&self) -> Result<(), InteropError> {
+        let call = "StreamingInputCall";
+        let request = |len, expect| StreamingInputCallRequest {
+            payload: zeros(len),
+            expect_compressed: MessageField::some(BoolValue { value: expect, ..Default::default() }),
+            ..Default::default()
+        };
+        let (mut sink, receiver) = self.client.streaming_input_call_opt(opt()).map_err(self.rpc(call))?;
+        // The server may end the call at the first message, before the half-close.
+        let _ = sink.send((request(27_182, true), WriteFlags::default())).await;
+        let _ = self.half_close(&mut sink, call).await;
+        self.expect_status(receiver.await, "the uncompressed probe", grpcio::RpcStatusCode::INVALID_ARGUMENT)?;
+
+        let options = compressed(opt(), Compression::Gzip);
+        let (mut sink, receiver) = self.client.streaming_input_call_opt(options).map_err(self.rpc(call))?;
+        let plain = WriteFlags::default().force_no_compress(true);
+        for (message, flags) in [(request(27_182, true), WriteFlags::default()), (request(45_904, false), plain)] {
+            match sink.send((message, flags)).await {
+                // The server ended the call early: its status is the receiver's to report.
+                Ok(()) | Err(grpcio::Error::RpcFinished(_)) => {}
+                Err(e) => return Err(self.rpc(call)(e)),
+            }
+        }
+        let _ = self.half_close(&mut sink, call).await;
+        let resp = receiver.await.map_err(self.rpc(call))?;
+        self.check(resp.aggregated_payload_size == 73_086, || {
+            format!("aggregated_payload_size is {}, want 73086", resp.aggregated_payload_size)
+        })
+    }
+
+    /// `server_compressed_unary`: a reply asked compressed, then one asked plain. Whether it
+    /// came compressed is not visible here ([`RESPONSE_COMPRESSION_LIMIT`]); the payloads are.
+    async fn server_compressed_unary(&self) -> Result<(), InteropError> {
+        let call = "UnaryCall";
+        for compress in [true, false] {
+            let req = SimpleRequest {
+                response_compressed: MessageField::some(BoolValue { value: compress, ..Default::default() }),
+                response_size: 314_159,
+                payload: zeros(271_828),
+                ..Default::default()
+            };
+            let reply = self.client.unary_call_async_opt(&req, opt()).map_err(self.rpc(call))?;
+            let reply = reply.await.map_err(self.rpc(call))?;
+            self.check_payload(&reply.payload, 314_159, &format!("the response asked compressed: {compress}"))?;
+        }
+        Ok(())
+    }
+
+    /// `server_compressed_streaming`: two responses, the first asked compressed, the second
+    /// plain ([`RESPONSE_COMPRESSION_LIMIT`] as for the unary case).
+    async fn server_compressed_streaming(&self) -> Result<(), InteropError> {
+        let call = "StreamingOutputCall";
+        let sizes = [(31_415, true), (92_653, false)];
+        let req = StreamingOutputCallRequest {
+            response_parameters: sizes
+                .iter()
+                .map(|&(size, compressed)| ResponseParameters {
+                    size,
+                    compressed: MessageField::some(BoolValue { value: compressed, ..Default::default() }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let mut responses = self.client.streaming_output_call_opt(&req, opt()).map_err(self.rpc(call))?;
+        let mut got = 0;
+        while let Some(resp) = responses.try_next().await.map_err(self.rpc(call))? {
+            self.check(got < sizes.len(), || format!("more than {} responses", sizes.len()))?;
+            self.check_payload(&resp.payload, sizes[got].0 as usize, &format!("response {got}"))?;
+            got += 1;
+        }
+        self.check(got == sizes.len(), || format!("{got} responses, want {}", sizes.len()))
     }
 
     async fn empty_stream(&self) -> Result<(), InteropError> {

@@ -11,15 +11,17 @@
 //!  interop/
 //!  ├─ service.rs   TestService and UnimplementedService, registered through the call layer
 //!  ├─ server.rs    InteropServer: TestService + UnimplementedService on one port (TLS optional)
-//!  ├─ client.rs    InteropClient: every core case, plus rpc_soak and channel_soak
+//!  ├─ client.rs    InteropClient: every core case, the four compression cases, the two soaks
 //!  └─ error.rs     InteropError: which case, which check
 //! ```
 //!
 //! Two engine limits of grpcio 0.13 block half of `custom_metadata`: its server cannot send
 //! custom trailing metadata ([`service::TRAILING_METADATA_LIMIT`]) and its client cannot
-//! read the trailing metadata of a streaming call ([`client::STREAM_TRAILERS_LIMIT`]). A third
-//! blocks the (non-core) compressed-request cases: the server cannot tell whether a request
-//! arrived compressed ([`service::COMPRESSION_LIMIT`]).
+//! read the trailing metadata of a streaming call ([`client::STREAM_TRAILERS_LIMIT`]). Two
+//! more meet the compression cases: the server cannot tell whether a request arrived
+//! compressed ([`service::COMPRESSION_LIMIT`]), so it fails `client_compressed_*`; the client
+//! cannot tell whether a response did ([`client::RESPONSE_COMPRESSION_LIMIT`]), so it checks
+//! the payloads of `server_compressed_*` only. The server compresses as those cases ask.
 
 mod client;
 mod error;
@@ -29,7 +31,7 @@ mod service;
 use std::fmt;
 use std::str::FromStr;
 
-pub use client::{InteropClient, SoakConfig, STREAM_TRAILERS_LIMIT};
+pub use client::{InteropClient, SoakConfig, RESPONSE_COMPRESSION_LIMIT, STREAM_TRAILERS_LIMIT};
 pub use error::InteropError;
 pub use server::{InteropServer, InteropServerConfig};
 pub use service::{COMPRESSION_LIMIT, TRAILING_METADATA_LIMIT};
@@ -51,13 +53,18 @@ pub enum Case {
     CustomMetadata,
     UnimplementedMethod,
     UnimplementedService,
+    ClientCompressedUnary,
+    ClientCompressedStreaming,
+    ServerCompressedUnary,
+    ServerCompressedStreaming,
     RpcSoak,
     ChannelSoak,
 }
 
 impl Case {
-    /// Every case this client runs: the fourteen core ones, then the two soaks.
-    pub const ALL: [Case; 16] = [
+    /// Every case this client runs: the fourteen core ones, the four of compression, then
+    /// the two soaks.
+    pub const ALL: [Case; 20] = [
         Case::EmptyUnary,
         Case::LargeUnary,
         Case::ClientStreaming,
@@ -72,6 +79,10 @@ impl Case {
         Case::CustomMetadata,
         Case::UnimplementedMethod,
         Case::UnimplementedService,
+        Case::ClientCompressedUnary,
+        Case::ClientCompressedStreaming,
+        Case::ServerCompressedUnary,
+        Case::ServerCompressedStreaming,
         Case::RpcSoak,
         Case::ChannelSoak,
     ];
@@ -96,6 +107,10 @@ impl Case {
             Case::CustomMetadata => "custom_metadata",
             Case::UnimplementedMethod => "unimplemented_method",
             Case::UnimplementedService => "unimplemented_service",
+            Case::ClientCompressedUnary => "client_compressed_unary",
+            Case::ClientCompressedStreaming => "client_compressed_streaming",
+            Case::ServerCompressedUnary => "server_compressed_unary",
+            Case::ServerCompressedStreaming => "server_compressed_streaming",
             Case::RpcSoak => "rpc_soak",
             Case::ChannelSoak => "channel_soak",
         }

@@ -7,6 +7,7 @@ use grpcio::{EnvBuilder, Environment};
 
 use super::service::{TestService, UnimplementedService};
 use crate::call::Registrar;
+use crate::compression::Compression;
 use crate::error::ServerError;
 use crate::tls::ServerTls;
 use crate::transport::{self, TransportLimits};
@@ -34,7 +35,7 @@ impl InteropServerConfig {
         // limit with the framing; C-core's default is no send limit.
         let limits = TransportLimits { max_send_message_len: usize::MAX, ..TransportLimits::default() };
         let mut server = limits
-            .server_builder(&env, false)
+            .server_builder(&env, false, Compression::None, 0)
             .register_service(TestService.service(&registrar))
             .register_service(UnimplementedService.service(&registrar))
             .build()

@@ -17,6 +17,7 @@ use grpcio::{
 use protobuf::{EnumOrUnknown, MessageField};
 
 use crate::call::{Registrar, Replies, Reply, Requests, StreamSink};
+use crate::compression::Compression;
 use crate::proto::testing::{
     self as pb, BoolValue, EchoStatus, Empty, Payload, PayloadType, SimpleRequest, SimpleResponse,
     StreamingInputCallRequest, StreamingInputCallResponse, StreamingOutputCallRequest, StreamingOutputCallResponse,
@@ -81,12 +82,12 @@ impl UnimplementedService {
 }
 
 fn empty_call(ctx: &RpcContext, _: Empty, mut sink: Reply<UnarySink<Empty>>) {
-    echo_metadata(ctx, |headers| sink.set_headers(headers));
+    initial_metadata(ctx, false, |headers| sink.set_headers(headers));
     ctx.spawn(finish("EmptyCall", sink.success(Empty::new())));
 }
 
 fn unary_call(ctx: &RpcContext, req: SimpleRequest, mut sink: Reply<UnarySink<SimpleResponse>>) {
-    echo_metadata(ctx, |headers| sink.set_headers(headers));
+    initial_metadata(ctx, is_set(&req.response_compressed), |headers| sink.set_headers(headers));
     match simple_response(ctx, &req) {
         Ok(resp) => ctx.spawn(finish("UnaryCall", sink.success(resp))),
         Err(status) => ctx.spawn(finish("UnaryCall", sink.fail(status))),
@@ -113,7 +114,10 @@ fn streaming_input_call(
     sink: Reply<ClientStreamingSink<StreamingInputCallResponse>>,
 ) {
     ctx.spawn(async move {
-        match aggregate(requests).await {
+        let mut requests = requests;
+        // The request stream lives until the status is out: grpcio cancels a call whose
+        // request stream is dropped unfinished, and the status would be CANCELLED.
+        match aggregate(&mut requests).await {
             Ok(Ok(total)) => {
                 let resp = StreamingInputCallResponse { aggregated_payload_size: total, ..Default::default() };
                 finish("StreamingInputCall", sink.success(resp)).await
@@ -126,7 +130,7 @@ fn streaming_input_call(
 
 /// The total size of the payloads of every request, or the status a request earns; the
 /// outer error: the call ended from the client's side.
-async fn aggregate(mut requests: Requests<StreamingInputCallRequest>) -> grpcio::Result<Result<i32, RpcStatus>> {
+async fn aggregate(requests: &mut Requests<StreamingInputCallRequest>) -> grpcio::Result<Result<i32, RpcStatus>> {
     let mut total: i32 = 0;
     while let Some(req) = requests.try_next().await? {
         if let Err(status) = check_compressed(&req.expect_compressed) {
@@ -149,7 +153,9 @@ fn streaming_output_call(
     req: StreamingOutputCallRequest,
     mut sink: Replies<ServerStreamingSink<StreamingOutputCallResponse>>,
 ) {
-    echo_metadata(ctx, |headers| sink.set_headers(headers));
+    // The call compresses when any response asks for it; the others opt out one by one.
+    let compressed = req.response_parameters.iter().any(|p| is_set(&p.compressed));
+    initial_metadata(ctx, compressed, |headers| sink.set_headers(headers));
     ctx.spawn(async move {
         let outcome = match plan(&req) {
             Ok(plan) => match send(&mut sink, plan).await {
@@ -177,7 +183,9 @@ fn duplex(
     mut sink: Replies<DuplexSink<StreamingOutputCallResponse>>,
     mode: Mode,
 ) {
-    echo_metadata(ctx, |headers| sink.set_headers(headers));
+    // Its headers go before the first request is read, so a duplex call never compresses
+    // (upstream's compression cases use StreamingOutputCall).
+    initial_metadata(ctx, false, |headers| sink.set_headers(headers));
     ctx.spawn(async move {
         let outcome = async {
             let mut buffered = Vec::new();
@@ -210,6 +218,8 @@ struct Planned {
     delay: Duration,
     len: usize,
     kind: EnumOrUnknown<PayloadType>,
+    /// Compressed, when the call compresses at all.
+    compressed: bool,
 }
 
 /// The responses `req` asks for, every parameter checked before the first is sent; or the
@@ -227,7 +237,8 @@ fn plan(req: &StreamingOutputCallRequest) -> Result<Vec<Planned>, RpcStatus> {
             let delay = u64::try_from(p.interval_us).map_err(|_| {
                 invalid(format!("response_parameters[{i}].interval_us is {}; it cannot be negative", p.interval_us))
             })?;
-            Ok(Planned { delay: Duration::from_micros(delay), len, kind: req.response_type })
+            let compressed = is_set(&p.compressed);
+            Ok(Planned { delay: Duration::from_micros(delay), len, kind: req.response_type, compressed })
         })
         .collect()
 }
@@ -244,7 +255,7 @@ async fn send<S: StreamSink<StreamingOutputCallResponse>>(
         }
         let payload = payload(step.kind, step.len).expect("checked by plan()");
         let resp = StreamingOutputCallResponse { payload: MessageField::some(payload), ..Default::default() };
-        sink.send((resp, WriteFlags::default())).await?;
+        sink.send((resp, WriteFlags::default().force_no_compress(!step.compressed))).await?;
     }
     Ok(())
 }
@@ -292,12 +303,17 @@ fn echo_status(status: Option<&EchoStatus>) -> Result<Option<RpcStatus>, RpcStat
     }
 }
 
-/// Echo Metadata: `x-grpc-test-echo-initial` goes back as initial metadata (via `set`).
-/// `x-grpc-test-echo-trailing-bin` cannot go back at all ([`TRAILING_METADATA_LIMIT`]): it
-/// is logged, so the limit shows where the missing trailer would have come from.
-fn echo_metadata(ctx: &RpcContext, set: impl FnOnce(Metadata)) {
+/// The call's initial metadata, given to `set` when there is any. Echo Metadata:
+/// `x-grpc-test-echo-initial` goes back. `x-grpc-test-echo-trailing-bin` cannot go back at
+/// all ([`TRAILING_METADATA_LIMIT`]): it is logged, so the limit shows where the missing
+/// trailer would have come from. `compress`: the replies go gzip-compressed (C-core's per-call
+/// key, which it takes out of the headers before they are sent).
+fn initial_metadata(ctx: &RpcContext, compress: bool, set: impl FnOnce(Metadata)) {
     let mut echoed = MetadataBuilder::new();
-    let mut any = false;
+    let mut any = compress;
+    if compress {
+        Compression::Gzip.for_call(&mut echoed);
+    }
     for (key, value) in ctx.request_headers().iter() {
         if key.eq_ignore_ascii_case(ECHO_INITIAL_KEY) {
             match std::str::from_utf8(value).ok().map(|v| echoed.add_str(ECHO_INITIAL_KEY, v)) {
@@ -322,6 +338,10 @@ fn check_compressed(expect: &MessageField<BoolValue>) -> Result<(), RpcStatus> {
         return Err(invalid(COMPRESSION_LIMIT.to_owned()));
     }
     Ok(())
+}
+
+fn is_set(flag: &MessageField<BoolValue>) -> bool {
+    flag.as_ref().is_some_and(|b| b.value)
 }
 
 /// Echo Authenticated Username: the peer's identity, when TLS authenticated one (a client

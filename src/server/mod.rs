@@ -4,18 +4,20 @@
 
 mod shutdown;
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use grpcio::{EnvBuilder, Environment};
 
 use crate::call::{Observer, Registrar};
+use crate::compression::Compression;
 use crate::error::ServerError;
 use crate::health::HealthService;
 use crate::patterns::{GreeterConfig, GreeterService};
 use crate::proto::health::health_check_response::ServingStatus;
 use crate::proto::GREETER_SERVICE;
 use crate::reflection::{DescriptorIndex, ReflectionService};
-use crate::telemetry::{MetricsEndpoint, Prometheus};
+use crate::telemetry::{AccessLog, AccessLogWriter, CallTrace, MetricsEndpoint, Prometheus, TraceExport};
 use crate::tls::ServerTls;
 use crate::transport::{self, TransportLimits};
 
@@ -46,6 +48,16 @@ pub struct ServerConfig {
     /// Serve Prometheus metrics over HTTP at `/metrics` on this address (`HOST:PORT`);
     /// `None`, the default, counts nothing.
     pub metrics_addr: Option<String>,
+    /// Trace every call (a SERVER span each, OpenTelemetry's RPC conventions) to this OTLP
+    /// collector; `None`, the default, traces nothing.
+    pub traces: Option<TraceExport>,
+    /// Write a JSON line for every finished call here; `None`, the default, logs no call.
+    pub access_log: Option<AccessLog>,
+    /// Compress replies for the clients that accept it (see [`Compression`]); the default
+    /// sends them as they are.
+    pub compression: Compression,
+    /// Replies shorter than this many bytes go uncompressed.
+    pub compression_min_len: usize,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +72,10 @@ impl Default for ServerConfig {
             reflection: true,
             reuse_port: false,
             metrics_addr: None,
+            traces: None,
+            access_log: None,
+            compression: Compression::None,
+            compression_min_len: crate::compression::DEFAULT_MIN_LEN,
         }
     }
 }
@@ -87,10 +103,26 @@ impl ServerConfig {
             metrics.gauge("greeter_chats_open", "Chat calls open right now.", greeter.chats_open());
             observers.push(metrics.clone());
         }
+        let trace = self.call_trace()?;
+        if let Some(trace) = &trace {
+            if let Some(metrics) = &metrics {
+                let spans = trace.spans.clone();
+                let help = "Spans sent to the OTLP collector.";
+                metrics.counter("greeter_trace_spans_exported_total", help, move || spans.exported.load(Relaxed));
+                let spans = trace.spans.clone();
+                let help = "Spans lost: the export queue was full, or the collector did not take them.";
+                metrics.counter("greeter_trace_spans_dropped_total", help, move || spans.dropped.load(Relaxed));
+                if let Some(log) = &trace.log {
+                    let help = "Access log lines lost: the writer could not keep up.";
+                    metrics.counter("greeter_access_log_lines_dropped_total", help, log.dropped());
+                }
+            }
+            observers.push(trace.clone());
+        }
         let registrar = Registrar::new(observers);
         let mut builder = self
             .transport
-            .server_builder(&env, self.reuse_port)
+            .server_builder(&env, self.reuse_port, self.compression, self.compression_min_len)
             .register_service(greeter.service(&registrar))
             .register_service(health.service(&registrar));
         if self.reflection {
@@ -100,6 +132,9 @@ impl ServerConfig {
         }
         let mut server = builder.build().map_err(ServerError::Build)?;
         let port = transport::listen(&mut server, &self.addr, self.tls.as_ref())?;
+        if let Some(trace) = &trace {
+            trace.listening_on(port);
+        }
         let metrics_endpoint = match (&self.metrics_addr, metrics) {
             (Some(addr), Some(metrics)) => Some(
                 MetricsEndpoint::start(addr, metrics)
@@ -112,7 +147,27 @@ impl ServerConfig {
         health.set_serving_status(GREETER_SERVICE, ServingStatus::SERVING);
         let scheme = transport::scheme(self.tls.as_ref());
         log::info!("gRPC Server started at {} (port {port}, {scheme})", self.addr);
-        Ok(GreeterServer { server, health, port, shutdown: self.shutdown, metrics_endpoint, _env: env })
+        Ok(GreeterServer { server, health, port, shutdown: self.shutdown, metrics_endpoint, trace, _env: env })
+    }
+
+    /// The spans and the access log, when either is asked for.
+    fn call_trace(&self) -> Result<Option<Arc<CallTrace>>, ServerError> {
+        if self.traces.is_none() && self.access_log.is_none() {
+            return Ok(None);
+        }
+        let log = match &self.access_log {
+            Some(to) => Some(Arc::new(
+                AccessLogWriter::start(to)
+                    .map_err(|source| ServerError::AccessLog { to: format!("{to:?}"), source })?,
+            )),
+            None => None,
+        };
+        let trace =
+            CallTrace::start(self.traces.as_ref(), log, &self.addr).map_err(|source| ServerError::TraceExport {
+                endpoint: self.traces.as_ref().map(|t| t.endpoint.clone()).unwrap_or_default(),
+                source,
+            })?;
+        Ok(Some(Arc::new(trace)))
     }
 }
 
@@ -123,6 +178,7 @@ pub struct GreeterServer {
     port: u16,
     shutdown: GracefulShutdown,
     metrics_endpoint: Option<MetricsEndpoint>,
+    trace: Option<Arc<CallTrace>>,
     _env: Arc<Environment>,
 }
 
@@ -155,6 +211,16 @@ impl GreeterServer {
     /// executor polling it, so any runtime can await (or spawn) it.
     pub async fn shutdown_async(mut self) -> ShutdownOutcome {
         let outcome = self.shutdown.run(&mut self.server, &self.health).await;
+        if let Some(trace) = self.trace.take() {
+            // Exporting the last spans may wait on the collector: on a thread of its own, so
+            // the executor polling us is never blocked.
+            let (done, stopped) = futures::channel::oneshot::channel();
+            std::thread::spawn(move || {
+                trace.stop();
+                let _ = done.send(());
+            });
+            let _ = stopped.await;
+        }
         // Last, so a final scrape sees the calls the shutdown ended.
         if let Some(endpoint) = self.metrics_endpoint.take() {
             endpoint.stop();

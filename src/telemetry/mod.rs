@@ -1,20 +1,23 @@
 //! What the server tells its operators: Prometheus metrics in go-grpc-prometheus's names (so
 //! dashboards and alerts written for Go services work unchanged), the numbers the services
 //! keep about themselves, malloc's and the process's, and the `/metrics` endpoint that serves
-//! them.
+//! them; OpenTelemetry traces, exported over OTLP (`trace.rs`, `otlp.rs`); and the access log.
 //!
 //! grpcio has no interceptors, so calls are observed through the call layer: [`Prometheus`] is
 //! a [`call::Observer`](crate::call::Observer), and every method registered through the
 //! [`Registrar`](crate::call::Registrar) counts its calls here. Calls grpcio refuses before any
 //! handler runs (an unknown method; a unary request over the size limit) are not counted.
 
+mod access_log;
 mod endpoint;
 mod heap;
+mod otlp;
+mod trace;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use grpcio::{MethodType, RpcStatusCode};
+use grpcio::{MethodType, RpcContext, RpcStatusCode};
 use prometheus::{
     Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -22,7 +25,11 @@ use prometheus::{
 
 use crate::call::{CallObserver, MethodName, MethodObserver, Observer};
 
+pub use access_log::AccessLog;
+pub(crate) use access_log::AccessLogWriter;
 pub(crate) use endpoint::MetricsEndpoint;
+pub use otlp::{ClientTracing, TraceExport};
+pub(crate) use trace::CallTrace;
 
 const LABELS: [&str; 3] = ["grpc_type", "grpc_service", "grpc_method"];
 
@@ -50,6 +57,13 @@ const CODE_NAMES: [&str; 17] = [
 /// A number read when `/metrics` is scraped.
 type Read = Box<dyn Fn() -> u64 + Send + Sync>;
 
+#[derive(Default)]
+struct ReadAtRender {
+    gauges: Vec<(IntGauge, Read)>,
+    /// Each reads a count that only grows.
+    counters: Vec<(IntCounter, Read)>,
+}
+
 /// The server's Prometheus registry: one per server; [`Prometheus::render`] is what `/metrics`
 /// serves.
 pub(crate) struct Prometheus {
@@ -59,8 +73,9 @@ pub(crate) struct Prometheus {
     received: IntCounterVec,
     sent: IntCounterVec,
     handling: HistogramVec,
-    /// Gauges whose value a service keeps itself, read at each render.
-    read_at_render: Mutex<Vec<(IntGauge, Read)>>,
+    /// Gauges and counters whose value is kept elsewhere (by a service, by the span
+    /// exporter), read at each render.
+    read_at_render: Mutex<ReadAtRender>,
     /// malloc's in-use and free bytes (glibc only): see [`heap`].
     heap: Option<(IntGauge, IntGauge)>,
 }
@@ -128,15 +143,26 @@ impl Prometheus {
     pub(crate) fn gauge(&self, name: &str, help: &str, read: impl Fn() -> u64 + Send + Sync + 'static) {
         let gauge = gauge(name, help);
         self.registry.register(Box::new(gauge.clone())).expect("metric names are unique");
-        self.read_at_render.lock().unwrap().push((gauge, Box::new(read)));
+        self.read_at_render.lock().unwrap().gauges.push((gauge, Box::new(read)));
+    }
+
+    /// A counter `name` (`…_total`) whose count, which only grows, `read` gives when
+    /// `/metrics` is scraped: spans exported or dropped, log lines dropped.
+    pub(crate) fn counter(&self, name: &str, help: &str, read: impl Fn() -> u64 + Send + Sync + 'static) {
+        let counter = IntCounter::new(name, help).expect("a valid metric definition");
+        self.registry.register(Box::new(counter.clone())).expect("metric names are unique");
+        self.read_at_render.lock().unwrap().counters.push((counter, Box::new(read)));
     }
 
     /// Everything, in the Prometheus text format (version 0.0.4).
     pub(crate) fn render(&self) -> Vec<u8> {
         // Held to the end, so two scrapes at once see one another's readings whole.
         let read = self.read_at_render.lock().unwrap();
-        for (gauge, value) in read.iter() {
+        for (gauge, value) in &read.gauges {
             gauge.set(value() as i64);
+        }
+        for (counter, value) in &read.counters {
+            counter.inc_by(value().saturating_sub(counter.get()));
         }
         if let (Some((in_use, free)), Some(usage)) = (&self.heap, heap::usage()) {
             in_use.set(usage.in_use as i64);
@@ -187,7 +213,7 @@ struct MethodSeries {
 struct MethodMetrics(Arc<MethodSeries>);
 
 impl MethodObserver for MethodMetrics {
-    fn call_started(&self) -> Box<dyn CallObserver> {
+    fn call_started(&self, _ctx: &RpcContext) -> Box<dyn CallObserver> {
         self.0.started.inc();
         Box::new(CallRecord { series: self.0.clone(), arrived: Instant::now() })
     }

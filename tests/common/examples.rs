@@ -21,6 +21,8 @@ pub fn example(name: &str) -> Command {
 /// A `server` example process, killed when dropped. Its log (stderr) is kept line by line.
 pub struct ServerProcess {
     pub child: Child,
+    /// The host of its `--addr` (127.0.0.1 for a wildcard or no `--addr`).
+    pub host: String,
     pub port: u16,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -39,7 +41,10 @@ impl ServerProcess {
             }
         });
         // Owned from here on, so a failed start below still kills the child.
-        let mut server = ServerProcess { child, port: 0, log };
+        let addr = args.iter().position(|a| *a == "--addr").and_then(|i| args.get(i + 1));
+        let host = addr.and_then(|a| a.rsplit_once(':')).map(|(h, _)| h.trim_matches(['[', ']']));
+        let host = host.filter(|h| !["", "::", "0.0.0.0"].contains(h)).unwrap_or("127.0.0.1").to_owned();
+        let mut server = ServerProcess { child, host, port: 0, log };
         let started = server.wait_for_line("the server logs its start", |l| l.contains("gRPC Server started"));
         let port =
             started.split("(port ").nth(1).map(|s| s.chars().take_while(char::is_ascii_digit).collect::<String>());
@@ -48,7 +53,7 @@ impl ServerProcess {
     }
 
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// Runs the client example `name` against this server; it must succeed.

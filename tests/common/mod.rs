@@ -2,7 +2,9 @@
 #![allow(dead_code)] // Each test binary uses its own subset.
 
 pub mod abuse;
+pub mod dns;
 pub mod examples;
+pub mod lb;
 pub mod load;
 pub mod netns;
 pub mod pki;

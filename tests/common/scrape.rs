@@ -35,7 +35,24 @@ pub fn get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut response = String::new();
     conn.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    (head.lines().next().unwrap().to_owned(), body.to_owned())
+    let chunked = head.lines().any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    (head.lines().next().unwrap().to_owned(), body)
+}
+
+/// A chunked body (RFC 9112 §7.1) put together: each chunk is its hex length, CRLF, the
+/// bytes, CRLF; a zero length ends it.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).expect("a hex chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
 }
 
 /// `/metrics` at `addr`, now.

@@ -171,6 +171,19 @@ pub fn hostile_case(addr: &str, case: &str, extra: &[&str]) -> serde_json::Value
     serde_json::from_str(line).unwrap_or_else(|e| panic!("hostile.py {case}: not JSON ({e}): {line:?}"))
 }
 
+/// Jaeger (`target/interop/bin/jaeger`), built by `setup.sh` on first use for the trace tests.
+pub fn jaeger() -> &'static Path {
+    static JAEGER: OnceLock<PathBuf> = OnceLock::new();
+    JAEGER.get_or_init(|| {
+        let tools = tools();
+        let mut setup = Command::new("bash");
+        setup.arg(tools.repo.join("tests/interop/setup.sh")).arg(&tools.out).env("WITH_JAEGER", "1");
+        let status = status_within(setup, "tests/interop/setup.sh with Jaeger", SETUP_DEADLINE);
+        assert!(status.success(), "building Jaeger failed (its output is above): it needs Go and the Go module proxy");
+        tools.bin.join("jaeger")
+    })
+}
+
 /// nginx from Debian's packages (`nginx-light` has HTTP/2 and gRPC proxying), installed with
 /// apt-get the first time a test needs it.
 pub fn nginx() -> &'static Path {
@@ -208,4 +221,10 @@ fn debian_package(binary: &str, package: &str, who: &str) -> PathBuf {
         );
     }
     path
+}
+
+/// dnsmasq (Debian's `dnsmasq-base`), installed with apt-get the first time.
+pub fn dnsmasq() -> &'static Path {
+    static DNSMASQ: OnceLock<PathBuf> = OnceLock::new();
+    DNSMASQ.get_or_init(|| debian_package("/usr/sbin/dnsmasq", "dnsmasq-base", "the DNS tests"))
 }

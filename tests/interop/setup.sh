@@ -3,6 +3,7 @@
 # pinned grpcio, the Go protoc plugins, generated stubs and the Go binaries.
 #
 #   bash tests/interop/setup.sh [OUT_DIR]        (default: <repo>/target/interop)
+#   WITH_JAEGER=1 bash tests/interop/setup.sh    also Jaeger, for the trace tests
 #
 # Idempotent: every step keeps a stamp of its inputs in OUT_DIR/stamps and is skipped
 # while the stamp matches and its outputs exist. Progress goes to stderr.
@@ -14,6 +15,7 @@ PROTOC_GEN_GO_GRPC_VERSION=v1.6.2  # google.golang.org/grpc/cmd/protoc-gen-go-gr
 GRPCURL_VERSION=v1.9.3             # github.com/fullstorydev/grpcurl, for the reflection tests
 GRPC_GO_INTEROP_VERSION=v1.85.0    # google.golang.org/grpc/interop/{client,server}, the official cases
 GRPC_HEALTH_PROBE_VERSION=v0.4.62  # github.com/grpc-ecosystem/grpc-health-probe, what platforms probe with
+JAEGER_VERSION=v1.76.0             # github.com/jaegertracing/jaeger/cmd/jaeger, the trace tests' collector
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -107,6 +109,23 @@ else
   stamp probe "$probe_key"
 fi
 
+# --- 2b''. Jaeger (the trace tests' collector and query API), with WITH_JAEGER=1 --------
+# A large build (the OpenTelemetry Collector inside): minutes the first time, then stamped;
+# only the trace tests ask for it.
+# Jaeger's go.mod has a replace directive, which `go install module@version` refuses; so the
+# module is downloaded and built as the main module, in its own (read-only) directory.
+step="go build jaeger"
+jaeger_key="$(go env GOVERSION) $JAEGER_VERSION"
+if [[ ${WITH_JAEGER:-0} != 1 ]] || fresh jaeger "$jaeger_key" "$BIN/jaeger"; then
+  [[ ${WITH_JAEGER:-0} != 1 ]] || say "jaeger up to date"
+else
+  say "building jaeger $JAEGER_VERSION (a large build: a few minutes, once)"
+  jaeger_dir=$(go mod download -json "github.com/jaegertracing/jaeger@$JAEGER_VERSION" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+  (cd "$jaeger_dir" && GOFLAGS=-mod=mod go build -buildvcs=false -o "$BIN/jaeger" ./cmd/jaeger)
+  stamp jaeger "$jaeger_key"
+fi
+
 # --- 2c. grpc-go's official interop client and server -------------------------------
 # `go install` names them `client` and `server`; they are kept as grpc-go-interop-*, next to
 # the grpc-go module's test certificates (testdata/: ca.pem, server1.pem, server1.key).
@@ -171,10 +190,11 @@ fi
 step="go build"
 key=$({ go env GOVERSION; cd "$HERE" &&
   find go tutorial -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort | xargs sha256sum; } | digest)
-if fresh gobuild "$key" "$BIN/interop-client" "$BIN/interop-server" "$BIN/vectors-go" "$BIN/lb-client" "$BIN/tutorial-client"; then
+if fresh gobuild "$key" "$BIN/interop-client" "$BIN/interop-server" "$BIN/vectors-go" "$BIN/lb-client" \
+  "$BIN/otel-client" "$BIN/otel-server" "$BIN/scale-driver" "$BIN/compress-check" "$BIN/otlp-sink" "$BIN/tutorial-client"; then
   say "Go binaries up to date"
 else
-  say "building interop-client, interop-server, vectors-go, lb-client, tutorial-client into $BIN"
+  say "building interop-client, interop-server, vectors-go, lb-client, otel-client, otel-server, scale-driver, compress-check, otlp-sink, tutorial-client into $BIN"
   (cd "$HERE/go" && go build -buildvcs=false -o "$BIN/" ./cmd/...)
   (cd "$HERE/tutorial" && go build -buildvcs=false -o "$BIN/tutorial-client" ./client)
   stamp gobuild "$key"

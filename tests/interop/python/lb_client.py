@@ -28,11 +28,18 @@ def main():
     p.add_argument("--calls", type=int, default=0, help="make this many calls, one after another")
     p.add_argument("--for", dest="run_for", type=lambda v: float(v.removesuffix("s")), default=0,
                    help="or: call back to back for this long (seconds, e.g. 4 or 4s)")
-    p.add_argument("--workers", type=int, default=1, help="concurrent callers (with --for)")
+    p.add_argument("--until-eof", action="store_true", help="or: call back to back until stdin is closed")
+    p.add_argument("--warmup", action="store_true",
+                   help="before --calls: call with a 777-byte name until stdin says a line")
+    p.add_argument("--workers", type=int, default=1, help="concurrent callers (with --for or --until-eof)")
     p.add_argument("--timeout", type=float, default=10.0, help="deadline of each call, seconds")
+    p.add_argument("--min-resolution-interval", type=lambda v: float(v.removesuffix("s")), default=0,
+                   help="dns: targets: least time between two resolutions, seconds (C-core's default 30)")
     args = p.parse_args()
 
     options = [("grpc.service_config", args.service_config)] if args.service_config else []
+    if args.min_resolution_interval:
+        options.append(("grpc.dns_min_time_between_resolutions_ms", int(args.min_resolution_interval * 1000)))
     lock = threading.Lock()
     counts = {"ok": 0, "failed": 0}
     seen = set()
@@ -52,12 +59,19 @@ def main():
                     seen.add(what)
                     print(f"FAILED {what}", file=sys.stderr)
 
-        if args.run_for > 0:
+        # stdin's next line (or its end), as an event the calls stop or go on at.
+        stdin_says = threading.Event()
+        threading.Thread(target=lambda: (sys.stdin.readline(), stdin_says.set()), daemon=True).start()
+
+        if args.run_for > 0 or args.until_eof:
             deadline = time.monotonic() + args.run_for
+
+            def done():
+                return stdin_says.is_set() if args.until_eof else time.monotonic() >= deadline
 
             def worker(w):
                 i = 0
-                while time.monotonic() < deadline:
+                while not done():
                     call(f"Python {w}.{i}")
                     i += 1
 
@@ -67,6 +81,12 @@ def main():
             for t in threads:
                 t.join()
         else:
+            # A name of a length no counted call has marks the warm-up calls in the servers'
+            # logs: they go on until every replica is connected (the test watches, then says so).
+            while args.warmup and not stdin_says.is_set():
+                call("w" * 777)
+            with lock:  # only the counted calls are reported
+                counts.update(ok=0, failed=0)
             for i in range(args.calls):
                 call(f"Python {i}")
 

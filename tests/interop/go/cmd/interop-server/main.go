@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	_ "google.golang.org/grpc/encoding/gzip" // inflates gzip requests, and answers them in gzip
 	"google.golang.org/grpc/status"
 
 	pb "greeter-interop/proto"

@@ -5,6 +5,7 @@
 //
 //	lb-client -addr ipv4:127.0.0.1:5001,127.0.0.1:5002 -service-config '{...}' -calls 300
 //	lb-client -addr ... -service-config '{...}' -for 4s -workers 4
+//	lb-client -addr dns://127.0.0.1:5353/greeter.test:50051 -min-resolution-interval 1s ...
 //
 // grpc-go has no "ipv4:" resolver; such a list is handed to a manual resolver instead.
 // Prints "CALLS ok=N failed=M" and each distinct failure as "FAILED <status>" on stderr.
@@ -25,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	_ "google.golang.org/grpc/health" // client-side health checking
 	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/dns"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
@@ -36,12 +38,19 @@ var (
 	serviceConfig = flag.String("service-config", "", "default service config (JSON)")
 	calls         = flag.Int("calls", 0, "make this many calls, one after another")
 	runFor        = flag.Duration("for", 0, "or: call back to back for this long")
-	workers       = flag.Int("workers", 1, "concurrent callers (with -for)")
+	untilEOF      = flag.Bool("until-eof", false, "or: call back to back until stdin is closed")
+	warmup        = flag.Bool("warmup", false, "before -calls: call with a 777-byte name until stdin says a line")
+	workers       = flag.Int("workers", 1, "concurrent callers (with -for or -until-eof)")
 	timeout       = flag.Duration("timeout", 10*time.Second, "deadline of each call")
+	minResolution = flag.Duration("min-resolution-interval", 0, "dns: targets: least time between two resolutions (grpc-go's default 30s)")
 )
 
 func main() {
 	flag.Parse()
+	if *minResolution > 0 {
+		// Process-wide in grpc-go, and only before the first channel exists.
+		dns.SetMinResolutionInterval(*minResolution)
+	}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	if *serviceConfig != "" {
 		opts = append(opts, grpc.WithDefaultServiceConfig(*serviceConfig))
@@ -90,20 +99,55 @@ func main() {
 		}
 	}
 
-	if *runFor > 0 {
+	// stdin's next line (or its end), as an event the calls stop or go on at.
+	stdinSays := make(chan struct{})
+	go func() {
+		buf := make([]byte, 1)
+		for {
+			n, err := os.Stdin.Read(buf)
+			if err != nil || (n == 1 && buf[0] == '\n') {
+				close(stdinSays)
+				return
+			}
+		}
+	}()
+	if *runFor > 0 || *untilEOF {
 		deadline := time.Now().Add(*runFor)
+		done := func() bool {
+			if *untilEOF {
+				select {
+				case <-stdinSays:
+					return true
+				default:
+					return false
+				}
+			}
+			return !time.Now().Before(deadline)
+		}
 		var wg sync.WaitGroup
 		for w := 0; w < *workers; w++ {
 			wg.Add(1)
 			go func(w int) {
 				defer wg.Done()
-				for i := 0; time.Now().Before(deadline); i++ {
+				for i := 0; !done(); i++ {
 					call(fmt.Sprintf("Go %d.%d", w, i))
 				}
 			}(w)
 		}
 		wg.Wait()
 	} else {
+		// A name of a length no counted call has marks the warm-up calls in the servers' logs:
+		// they go on until every replica is connected (the test watches, then says so).
+		for warming := *warmup; warming; {
+			select {
+			case <-stdinSays:
+				warming = false
+			default:
+				call(strings.Repeat("w", 777))
+			}
+		}
+		ok.Store(0) // only the counted calls are reported
+		failed.Store(0)
 		for i := 0; i < *calls; i++ {
 			call(fmt.Sprintf("Go %d", i))
 		}
