@@ -25,6 +25,8 @@ from common import (ALL_SERVERS, BENCH, CLIENT_CPU, EXTRA_SERVERS, LABELS, PLOT_
 from peers import (server_spec, setup_cpp, setup_cpp156, setup_ghz, setup_interop, setup_plot_venv, setup_rust,
                    setup_tonic)
 from measure import measure, wait_idle
+import payload
+import scale
 from report import combine, machine, markdown, publish, render, run_summary, targets, versions
 
 
@@ -48,6 +50,16 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="skip every build step (binaries must exist)")
     ap.add_argument("--no-plot", action="store_true", help="skip the PNG (and its venv)")
     ap.add_argument("--no-publish", action="store_true", help="full run: do not update BENCHMARKS.md / bench/results")
+    ap.add_argument("--scale", action="store_true",
+                    help="the scale curves instead of the cells (bench/scale.py): idle subscriptions, idle Chats, "
+                         "connections, active Chats and open-loop unary, N up to 10,000; servers default to "
+                         + ",".join(scale.SERVERS))
+    ap.add_argument("--payload", action="store_true",
+                    help="the compression scenario instead of the cells (bench/payload.py): unary with a 64 KiB "
+                         "compressible name, plain and gzip, ours and grpc-go")
+    ap.add_argument("--curves", default="all", help=f"--scale: 'all' or a comma list of {','.join(scale.CURVES)}")
+    ap.add_argument("--scale-duration", type=float, help="--scale: measured seconds of an active point (default 10, quick 3)")
+    ap.add_argument("--step-duration", type=float, help="--scale: seconds of an open-loop step (default 5, quick 2)")
     ap.add_argument("--render", metavar="RESULTS_JSON",
                     help="only rebuild results.md, plot.png (and, without --out/--no-publish, BENCHMARKS.md) "
                          "from an earlier results.json")
@@ -62,6 +74,12 @@ def main():
         args.repeat = 1 if args.quick else 3
     if args.repeat < 1:
         die("--repeat must be at least 1")
+    if args.payload and args.servers == ",".join(ALL_SERVERS):
+        args.servers = ",".join(payload.SERVERS)
+    if args.scale and args.servers == ",".join(ALL_SERVERS):
+        args.servers = ",".join(scale.SERVERS)
+    args.scale_duration = args.scale_duration or (3.0 if args.quick else 10.0)
+    args.step_duration = args.step_duration or (2.0 if args.quick else 5.0)
     servers = [s for s in args.servers.split(",") if s]
     for s in servers:
         if s not in ALL_SERVERS + EXTRA_SERVERS:
@@ -88,7 +106,7 @@ def main():
         setup_ghz()
         if "rust" in servers:
             setup_rust(args)
-        if "go" in servers or "python" in servers or set(scenarios) & set(STREAMING):
+        if args.scale or args.payload or "go" in servers or "python" in servers or set(scenarios) & set(STREAMING):
             setup_interop(args)  # the Go and Python peers, and count_msgs.py's grpcio
         if "tonic" in servers:
             setup_tonic(args)
@@ -105,6 +123,17 @@ def main():
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
             log(f"bench: WARNING: no plot venv ({e}); continuing without the PNG")
     setup_s = time.time() - start
+    if args.payload:
+        head = {"command": " ".join(["bash bench/run"] + sys.argv[1:]),
+                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+        return payload.main(args, servers, out, logdir, head)
+    if args.scale:
+        log(f"bench: setup took {setup_s:.0f} s; scale curves for {', '.join(servers)}, {args.repeat} round(s)")
+        head = {"command": " ".join(["bash bench/run"] + sys.argv[1:]),
+                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+        rc = scale.main(args, servers, out, logdir, machine_info, versions(servers), plot_py, head)
+        log(f"bench: done in {(time.time() - start) / 60:.1f} min (setup {setup_s:.0f} s)")
+        return rc
 
     cells = [(scn, s) for scn in scenarios for s in servers]
     n = args.repeat

@@ -163,3 +163,37 @@ fn a_reply_over_max_send_message_len_is_resource_exhausted() {
     assert_eq!(hello(92).unwrap().message, format!("Hello {}", "n".repeat(92)));
     assert_eq!(server.client().say_hello("small").unwrap(), "Hello small");
 }
+
+/// The default limit is a tested one: 10,000 subscriptions at once are served (held open by
+/// the harness's Go load driver, 100 streams a connection, as the server allows), and the
+/// 10,001st is refused with RESOURCE_EXHAUSTED and the limit's name.
+#[test]
+fn ten_thousand_subscriptions_are_served_and_one_more_is_refused() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+
+    let mut config = common::with_metrics(ServerConfig::local(), Duration::from_secs(3600));
+    config.greeter.stock_ticks = 2;
+    assert_eq!(config.greeter.max_subscriptions, 10_000, "the default limit");
+    let server = TestServer::start(config);
+    let mut driver = common::tools::tools().go_bin("scale-driver");
+    driver.args(["-addr", &server.addr, "-mode", "subs", "-streams", "10000", "-conns", "101"]);
+    let child = driver.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("scale-driver starts");
+    let mut driver = common::process::KillOnDrop(child);
+    let (line, lines) = std::sync::mpsc::channel();
+    let stdout = BufReader::new(driver.0.stdout.take().unwrap());
+    std::thread::spawn(move || stdout.lines().map_while(Result::ok).try_for_each(|l| line.send(l)));
+    let opened = lines.recv_timeout(Duration::from_secs(120)).expect("the driver opens 10,000 subscriptions in 2 min");
+    let opened: serde_json::Value = serde_json::from_str(&opened).unwrap();
+    assert_eq!((opened["open"].as_u64(), opened["failed"].as_u64()), (Some(10_000), Some(0)), "{opened}");
+    assert_eq!(server.scrape().subscriptions_active(), 10_000.0);
+
+    let err = server.client().stock_prices("TSMC", |_| {}).unwrap_err();
+    assert_eq!(err.code(), Some(RpcStatusCode::RESOURCE_EXHAUSTED), "{err}");
+    assert!(err.to_string().contains("the limit (max_subscriptions) is 10000"), "{err}");
+
+    drop(driver.0.stdin.take()); // the driver cancels its streams and exits
+    let status = driver.wait("scale-driver", Duration::from_secs(60));
+    assert!(status.success(), "{status}");
+    common::wait_until("every subscription has ended", || server.scrape().subscriptions_active() == 0.0);
+}
