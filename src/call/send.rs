@@ -99,28 +99,51 @@ pub(crate) struct SendAllBatched<'a, St, Si, T> {
     polling: Arc<Polling>,
 }
 
+/// How often the requeue thread yields to a task still in its `poll` before it sleeps.
+const YIELDS_BEFORE_SLEEP: u32 = 8;
+
 /// Whether a task is inside its `poll`, and a way to wait until it is not.
 #[derive(Default)]
 struct Polling {
-    busy: Mutex<bool>,
+    state: Mutex<PollState>,
     left: Condvar,
+}
+
+#[derive(Default)]
+struct PollState {
+    busy: bool,
+    /// The requeue thread waits for `busy` to clear: only then does leaving notify, since a
+    /// notify is a system call and `leave` runs on every poll of every chat.
+    waiting: bool,
 }
 
 impl Polling {
     fn enter(&self) {
-        *self.busy.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).busy = true;
     }
 
     fn leave(&self) {
-        *self.busy.lock().unwrap_or_else(PoisonError::into_inner) = false;
-        self.left.notify_all();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.busy = false;
+        if state.waiting {
+            self.left.notify_all();
+        }
     }
 
     /// Blocks (the requeue thread, never a completion-queue thread) until the task has left
-    /// its `poll`.
+    /// its `poll`. A poll that is about to end usually has by the time the thread has yielded
+    /// a few times, which costs less than the sleep and the notify; past that, it sleeps.
     fn wait_idle(&self) {
-        let busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        drop(self.left.wait_while(busy, |busy| *busy).unwrap_or_else(PoisonError::into_inner));
+        for _ in 0..YIELDS_BEFORE_SLEEP {
+            if !self.state.lock().unwrap_or_else(PoisonError::into_inner).busy {
+                return;
+            }
+            std::thread::yield_now();
+        }
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.waiting = true;
+        let mut state = self.left.wait_while(state, |s| s.busy).unwrap_or_else(PoisonError::into_inner);
+        state.waiting = false;
     }
 }
 
