@@ -15,16 +15,14 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use common::dns::Dns;
 use common::examples::ServerProcess;
-use common::lb::{peer_client, without_retries, GREETING, WARM_UP};
+use common::lb::{without_retries, PeerClient, GREETING, WARM_UP};
 use common::load::Load;
-use common::process::{KillOnDrop, DEADLINE};
+use common::process::DEADLINE;
 use greeter::{blocking, round_robin_service_config, Greeter, LoadBalancing};
 
 /// Connections closed after ~3 s (±10 %), their calls given 2 s more: SayHello takes
@@ -129,18 +127,6 @@ fn our_load(target: &str) -> Load {
     Load::say_hello((0..4).map(|_| our_client(target).into()).collect())
 }
 
-fn assert_no_failure(load: Load) -> u64 {
-    let (ok, failures) = load.stop();
-    assert!(
-        failures.is_empty(),
-        "{} of {} calls failed: {:?}",
-        failures.len(),
-        ok as usize + failures.len(),
-        &failures[..failures.len().min(5)]
-    );
-    ok
-}
-
 /// The Go or Python lb-client's flag for the resolution interval.
 fn peer_interval() -> String {
     format!("{}s", RESOLUTION_INTERVAL.as_secs())
@@ -170,14 +156,13 @@ fn our_client_spreads_300_calls_over_the_replicas_the_name_resolves_to() {
 
 fn peer_spreads_300_calls(lang: &str) {
     let pods = Pods::start(3, &[]);
-    let mut client = peer_client(lang, &pods.target(), &round_robin_service_config(), &["--warmup", "--calls", "300"]);
     let mut client =
-        KillOnDrop(client.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+        PeerClient::start(lang, &pods.target(), &round_robin_service_config(), &["--warmup", "--calls", "300"]);
     pods.wait_served("the client reaches all three replicas", DEADLINE, |_| {
         pods.servers.iter().all(|s| s.count(WARM_UP) > 0)
     });
-    client.0.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let out = client.wait_with_output(&format!("the {lang} client"), DEADLINE);
+    client.go();
+    let out = client.finish();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "CALLS ok=300 failed=0",
@@ -226,7 +211,7 @@ fn with_max_connection_age_a_new_replica_gets_traffic_and_no_call_fails() {
     pods.wait_served("2,000 more calls", DEADLINE, |s| s.iter().sum::<usize>() >= before.iter().sum::<usize>() + 2_000);
     let after = pods.served();
     let share = (after[new] - before[new]) as f64 / (after.iter().sum::<usize>() - before.iter().sum::<usize>()) as f64;
-    let ok = assert_no_failure(load);
+    let ok = load.stop_without_failures();
     eprintln!("served {after:?}; the new replica's share of the last calls {share:.2}; {ok} calls OK");
     assert!(share >= 0.125, "the new replica serves at least half its fair share (0.25), got {share:.2}: {after:?}");
 }
@@ -250,7 +235,7 @@ fn without_max_connection_age_a_new_replica_gets_no_call() {
     let served = pods.served();
     assert_eq!(served[new], 0, "no channel re-resolved, so the new replica got no call: {served:?}");
     assert_eq!(pods.dns.queries(), queries, "no channel asked dnsmasq again");
-    assert_no_failure(load);
+    load.stop_without_failures();
 
     let fresh = our_client(&pods.target());
     let start = Instant::now();
@@ -266,23 +251,14 @@ fn peer_scales_up(lang: &str) {
     let mut pods = Pods::start(3, AGE);
     let interval = peer_interval();
     let args = ["--until-eof", "--workers", "4", "--min-resolution-interval", interval.as_str()];
-    let mut client = peer_client(lang, &pods.target(), &without_retries(), &args);
-    let mut client =
-        KillOnDrop(client.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+    let client = PeerClient::start(lang, &pods.target(), &without_retries(), &args);
     pods.wait_served("every replica gets traffic", DEADLINE, |s| s.iter().all(|&n| n >= 20));
     let new = pods.add();
     pods.publish(&[0, 1, 2, new]);
     let published = Instant::now();
     pods.wait_served("the new replica serves 20 calls", SCALE_UP_WITHIN, |s| s[new] >= 20);
     eprintln!("{lang}: the new replica had 20 calls {:?} after it was published", published.elapsed());
-    drop(client.0.stdin.take()); // the workers stop
-    let out = client.wait_with_output(&format!("the {lang} client"), DEADLINE);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("failed=0"),
-        "{lang}: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    client.finish_without_failures();
 }
 
 #[test]
@@ -314,6 +290,6 @@ fn a_drained_replica_replaced_in_dns_hands_its_traffic_to_the_new_one() {
     let at_exit = pods.served();
     pods.wait_served("the new replica serves 20 calls", SCALE_UP_WITHIN, |s| s[new] >= 20);
     let later = pods.wait_served("the others serve on", DEADLINE, |s| s[1] > at_exit[1] + 50 && s[2] > at_exit[2] + 50);
-    let ok = assert_no_failure(load);
+    let ok = load.stop_without_failures();
     eprintln!("served at the old replica's exit {at_exit:?}, later {later:?}; {ok} calls OK");
 }

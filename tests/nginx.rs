@@ -261,10 +261,8 @@ fn a_replica_taken_out_of_nginx_then_stopped_costs_no_call() {
     assert!(status.success(), "{status}");
     let at_exit = front.served();
     front.wait_served("the others serve on", |s| s[0] > at_exit[0] + 100 && s[2] > at_exit[2] + 100);
-    let (ok, failures) = load.stop();
-
+    let ok = load.stop_without_failures();
     eprintln!("served at replica 1's exit {at_exit:?}, at the end {:?}; {ok} calls OK", front.served());
-    assert!(failures.is_empty(), "{} calls failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
 }
 
 /// SIGKILL on a replica under the same load: nginx passes every later call that meets the

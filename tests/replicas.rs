@@ -7,14 +7,11 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::examples::ServerProcess;
-use common::lb::{peer_client, without_retries, GREETING, WARM_UP};
+use common::lb::{without_retries, PeerClient, GREETING, WARM_UP};
 use common::load::Load;
-use common::process::{KillOnDrop, DEADLINE};
 use greeter::round_robin_service_config;
 use greeter::{blocking, ClientError, Greeter, LoadBalancing};
 use grpcio::RpcStatusCode;
@@ -128,16 +125,8 @@ fn a_replica_draining_on_sigterm_loses_no_call() {
     assert!(status.success(), "the replica exits 0 after SIGTERM, got {status}");
     let at_exit = replicas.served();
     let moved = replicas.wait_served("the others serve on", |s| s[1] > at_exit[1] + 50 && s[2] > at_exit[2] + 50);
-    let (ok, failures) = load.stop();
-
+    let ok = load.stop_without_failures();
     eprintln!("served at replica 0's exit {at_exit:?}, later {moved:?}; {ok} calls OK");
-    assert!(
-        failures.is_empty(),
-        "{} of {} calls failed: {:?}",
-        failures.len(),
-        ok as usize + failures.len(),
-        &failures[..failures.len().min(5)]
-    );
 }
 
 /// What the drain is for, apart from any retry: after health turned NOT_SERVING (a watcher
@@ -224,14 +213,12 @@ fn a_crashed_replica_costs_no_unary_call_and_gets_traffic_again_after_restart() 
 fn peer_spreads_300_calls(lang: &str) {
     let replicas = Replicas::start(3, &[]);
     let mut client =
-        peer_client(lang, &replicas.target(), &round_robin_service_config(), &["--warmup", "--calls", "300"]);
-    let mut client =
-        KillOnDrop(client.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+        PeerClient::start(lang, &replicas.target(), &round_robin_service_config(), &["--warmup", "--calls", "300"]);
     replicas.wait_served("the client reaches all three replicas", |_| {
         replicas.servers.iter().all(|s| s.count(WARM_UP) > 0)
     });
-    client.0.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let out = client.wait_with_output(&format!("the {lang} client"), DEADLINE);
+    client.go();
+    let out = client.finish();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "CALLS ok=300 failed=0", "{lang}");
     replicas.wait_served("the logs show all 300 calls", |_| replicas.counted().iter().sum::<usize>() == 300);
     assert_eq!(replicas.counted(), [100, 100, 100], "{lang}: SayHello calls served per replica");
@@ -242,9 +229,7 @@ fn peer_spreads_300_calls(lang: &str) {
 /// every call they had routed to it before they heard NOT_SERVING.
 fn peer_loses_no_call_to_a_draining_replica(lang: &str) {
     let mut replicas = Replicas::start(3, &[]);
-    let mut client = peer_client(lang, &replicas.target(), &without_retries(), &["--until-eof", "--workers", "4"]);
-    let mut client =
-        KillOnDrop(client.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+    let client = PeerClient::start(lang, &replicas.target(), &without_retries(), &["--until-eof", "--workers", "4"]);
     replicas.wait_served("every replica gets traffic", |s| s.iter().all(|&n| n >= 20));
 
     replicas.servers[0].signal("TERM");
@@ -252,14 +237,7 @@ fn peer_loses_no_call_to_a_draining_replica(lang: &str) {
     assert!(status.success(), "the replica exits 0 after SIGTERM, got {status}");
     let at_exit = replicas.served();
     replicas.wait_served("the others serve on", |s| s[1] > at_exit[1] + 50 && s[2] > at_exit[2] + 50);
-    drop(client.0.stdin.take()); // the workers stop
-    let out = client.wait_with_output(&format!("the {lang} client"), DEADLINE);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("failed=0"),
-        "{lang}: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    client.finish_without_failures();
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! What the replica tests share: the Go and Python load-balancing clients, the service config
 //! without retries, and the marks in a replica's log that say where each call went.
 
-use std::process::Command;
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
 
 use greeter::round_robin_service_config;
 
+use super::process::{KillOnDrop, DEADLINE};
 use super::tools::tools;
 
 /// The line a replica logs (at `greeter=debug`) for every SayHello it serves.
@@ -25,6 +27,43 @@ pub fn peer_client(lang: &str, target: &str, service_config: &str, args: &[&str]
     cmd.env_remove("GRPC_DNS_RESOLVER");
     cmd.args(["--addr", target, "--service-config", service_config]).args(args);
     cmd
+}
+
+/// A Go or Python lb-client running, its stdin, stdout and stderr piped; killed if dropped.
+pub struct PeerClient {
+    lang: String,
+    child: KillOnDrop,
+}
+
+impl PeerClient {
+    pub fn start(lang: &str, target: &str, service_config: &str, args: &[&str]) -> Self {
+        let mut cmd = peer_client(lang, target, service_config, args);
+        let child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        PeerClient { lang: lang.to_owned(), child: KillOnDrop(child) }
+    }
+
+    /// Ends `--warmup`: the counted calls follow.
+    pub fn go(&mut self) {
+        self.child.0.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    }
+
+    /// Closes its stdin (`--until-eof` workers stop) and waits for it to exit.
+    pub fn finish(mut self) -> Output {
+        drop(self.child.0.stdin.take());
+        self.child.wait_with_output(&format!("the {} client", self.lang), DEADLINE)
+    }
+
+    /// [`finish`](Self::finish), which must report no failed call.
+    pub fn finish_without_failures(self) {
+        let lang = self.lang.clone();
+        let out = self.finish();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("failed=0"),
+            "{lang}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// Our round_robin service config without its retry policy: health checks only.

@@ -69,6 +69,20 @@ impl Load {
         (self.ok(), failures)
     }
 
+    /// Stops the threads; fails the test, with the first reasons, if any round failed.
+    /// Returns how many succeeded.
+    pub fn stop_without_failures(self) -> u64 {
+        let (ok, failures) = self.stop();
+        assert!(
+            failures.is_empty(),
+            "{} of {} rounds failed: {:?}",
+            failures.len(),
+            ok as usize + failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        ok
+    }
+
     fn join(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         for thread in self.threads.drain(..) {
