@@ -384,10 +384,23 @@ fn front_answer(kind: &str) -> Value {
         // nginx takes the repeat for an upstream error ("upstream sent frame for closed
         // stream") and resets the client's stream, INTERNAL_ERROR, before passing the
         // trailers on. A gRPC client has its own deadline timer and reports DEADLINE_EXCEEDED
-        // (`a_deadline_through_nginx_is_deadline_exceeded_for_a_grpc_client`).
+        // (`a_deadline_through_nginx_is_deadline_exceeded_for_a_grpc_client`). When the repeat
+        // reaches nginx only after it has passed the trailers on, the client gets them as they
+        // are: `front_answers`.
         "deadline_1ms_stream" => answer(Some(200), None, None, Some(2), Some(OK)),
         other => panic!("no answer written down for {other}"),
     }
+}
+
+/// Each kind's answers through the front: `front_answer`'s, and for the 1 ms deadline also the
+/// replica's own trailers, which come through whole when C-core's repeat of them arrives after
+/// nginx has finished the client's stream (seen with both cores busy).
+fn front_answers(kind: &str) -> Vec<Value> {
+    let mut answers = vec![front_answer(kind)];
+    if kind == "deadline_1ms_stream" {
+        answers.push(answer(Some(200), Some(4), Some("Deadline Exceeded"), None, Some(0)));
+    }
+    answers
 }
 
 /// grpcio's text for a request that is not protobuf (it says "response", though it is the request).
@@ -404,7 +417,7 @@ fn a_hostile_client_cannot_empty_the_front_and_every_malformed_request_gets_its_
     let good = (0..4).map(|_| Greeter::connect(&front.addr(), Duration::from_secs(30))).collect();
     let outcome = abuse(&front.addr(), good);
     let log = front.error_log();
-    outcome.assert(front_answer);
+    outcome.assert(front_answers);
     assert!(!log.contains("temporarily disabled"), "nginx took a replica out of rotation:\n{log}");
     assert!(!log.contains("no live upstreams"), "nginx had no replica left:\n{log}");
     let answered_here = ["content_type_json", "method_get", "missing_te", "timeout_not_a_number", "unknown_encoding"];
