@@ -4,7 +4,6 @@
 
 mod shutdown;
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use grpcio::{EnvBuilder, Environment};
@@ -17,7 +16,7 @@ use crate::patterns::{GreeterConfig, GreeterService};
 use crate::proto::health::health_check_response::ServingStatus;
 use crate::proto::GREETER_SERVICE;
 use crate::reflection::{DescriptorIndex, ReflectionService};
-use crate::telemetry::{AccessLog, AccessLogWriter, CallTrace, MetricsEndpoint, Prometheus, TraceExport};
+use crate::telemetry::{AccessLog, AccessLogWriter, MetricsEndpoint, Prometheus, SpansAndAccessLog, TraceExport};
 use crate::tls::ServerTls;
 use crate::transport::{self, TransportLimits};
 
@@ -103,18 +102,16 @@ impl ServerConfig {
             metrics.gauge("greeter_chats_open", "Chat calls open right now.", greeter.chats_open());
             observers.push(metrics.clone());
         }
-        let trace = self.call_trace()?;
+        let trace = self.spans_and_access_log(&env)?;
         if let Some(trace) = &trace {
             if let Some(metrics) = &metrics {
-                let spans = trace.spans.clone();
                 let help = "Spans sent to the OTLP collector.";
-                metrics.counter("greeter_trace_spans_exported_total", help, move || spans.exported.load(Relaxed));
-                let spans = trace.spans.clone();
+                metrics.counter("greeter_trace_spans_exported_total", help, trace.spans_exported());
                 let help = "Spans lost: the export queue was full, or the collector did not take them.";
-                metrics.counter("greeter_trace_spans_dropped_total", help, move || spans.dropped.load(Relaxed));
-                if let Some(log) = &trace.log {
+                metrics.counter("greeter_trace_spans_dropped_total", help, trace.spans_dropped());
+                if let Some(dropped) = trace.log_lines_dropped() {
                     let help = "Access log lines lost: the writer could not keep up.";
-                    metrics.counter("greeter_access_log_lines_dropped_total", help, log.dropped());
+                    metrics.counter("greeter_access_log_lines_dropped_total", help, dropped);
                 }
             }
             observers.push(trace.clone());
@@ -151,22 +148,23 @@ impl ServerConfig {
     }
 
     /// The spans and the access log, when either is asked for.
-    fn call_trace(&self) -> Result<Option<Arc<CallTrace>>, ServerError> {
+    fn spans_and_access_log(&self, env: &Arc<Environment>) -> Result<Option<Arc<SpansAndAccessLog>>, ServerError> {
         if self.traces.is_none() && self.access_log.is_none() {
             return Ok(None);
         }
         let log = match &self.access_log {
-            Some(to) => Some(Arc::new(
+            Some(to) => Some(
                 AccessLogWriter::start(to)
                     .map_err(|source| ServerError::AccessLog { to: format!("{to:?}"), source })?,
-            )),
+            ),
             None => None,
         };
-        let trace =
-            CallTrace::start(self.traces.as_ref(), log, &self.addr).map_err(|source| ServerError::TraceExport {
+        let trace = SpansAndAccessLog::start(self.traces.as_ref(), log, &self.addr, env.clone()).map_err(|source| {
+            ServerError::TraceExport {
                 endpoint: self.traces.as_ref().map(|t| t.endpoint.clone()).unwrap_or_default(),
                 source,
-            })?;
+            }
+        })?;
         Ok(Some(Arc::new(trace)))
     }
 }
@@ -178,7 +176,7 @@ pub struct GreeterServer {
     port: u16,
     shutdown: GracefulShutdown,
     metrics_endpoint: Option<MetricsEndpoint>,
-    trace: Option<Arc<CallTrace>>,
+    trace: Option<Arc<SpansAndAccessLog>>,
     _env: Arc<Environment>,
 }
 
