@@ -210,7 +210,7 @@ fn write_lines(out: &mut dyn Write, lines: &[u8], pipe: bool) -> io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::spans_and_log::MethodNames;
+    use crate::telemetry::spans_and_log::{MethodNames, PeerName};
     use grpcio::MethodType;
     use std::time::{Duration, Instant};
 
@@ -222,7 +222,7 @@ mod tests {
                 "/greeter.Greeter/SayHello",
                 MethodType::Unary,
             ))),
-            peer: "ipv4:127.0.0.1:5001".to_owned(),
+            peer: PeerName::new("ipv4:127.0.0.1:5001"),
             started,
             duration: Duration::from_nanos(1_500_400),
             code: RpcStatusCode::DEADLINE_EXCEEDED,
@@ -236,7 +236,7 @@ mod tests {
 
     fn line((call, clock): &(FinishedCall, Clock)) -> String {
         let mut out = Vec::new();
-        LineFormatter::default().write_line(&mut out, call, &Peer::of(&call.peer), clock);
+        LineFormatter::default().write_line(&mut out, call, &Peer::of(call.peer.as_str()), clock);
         String::from_utf8(out).unwrap()
     }
 
@@ -261,7 +261,7 @@ mod tests {
         let mut out = Vec::new();
         for nanos in [5_000_000, 5_900_000, 6_000_000, 1_000_000_000] {
             let (c, clock) = call(nanos);
-            formatter.write_line(&mut out, &c, &Peer::of(&c.peer), &clock);
+            formatter.write_line(&mut out, &c, &Peer::of(c.peer.as_str()), &clock);
         }
         let times: Vec<String> = String::from_utf8(out)
             .unwrap()
@@ -282,11 +282,11 @@ mod tests {
     #[test]
     fn ipv6_and_odd_peers_and_a_missing_trace() {
         let (mut c, clock) = call(0);
-        c.peer = "ipv6:[::1]:5002".to_owned();
+        c.peer = PeerName::new("ipv6:[::1]:5002");
         let value: serde_json::Value = serde_json::from_str(&line(&(c, clock))).unwrap();
         assert_eq!(value["peer"], "[::1]:5002");
         let (mut c, clock) = call(0);
-        c.peer = "unix:/tmp/a \"b\"\n".into();
+        c.peer = PeerName::new("unix:/tmp/a \"b\"\n");
         c.trace_id = None;
         let value: serde_json::Value = serde_json::from_str(&line(&(c, clock))).unwrap();
         assert_eq!(value["peer"], "unix:/tmp/a \"b\"\n");

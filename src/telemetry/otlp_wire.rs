@@ -78,47 +78,50 @@ pub(crate) fn int_attribute(out: &mut Vec<u8>, field: u32, key: &str, value: i64
     protowire::int(out, INT_VALUE, value);
 }
 
-/// An attribute's key, encoded once for the attributes a span writes every time: the
-/// `KeyValue.key` field and the tag of `KeyValue.value`.
-pub(crate) struct Key(Vec<u8>);
+/// An attribute of the spans' own, its key encoded once, as field `field` of the messages it is
+/// written in: the `KeyValue.key` field and the tag of `KeyValue.value`; and, for the small
+/// integers most values are (a status code, a message count), the whole attribute but its
+/// last byte.
+pub(crate) struct Key {
+    field: u32,
+    key: Vec<u8>,
+    small_int: Vec<u8>,
+}
 
 impl Key {
-    pub(crate) fn new(key: &str) -> Self {
+    pub(crate) fn new(field: u32, key: &str) -> Self {
         let mut encoded = Vec::with_capacity(key.len() + 3);
         protowire::bytes(&mut encoded, KEY, key.as_bytes());
         protowire::len_prefix(&mut encoded, VALUE, 0);
-        encoded.pop(); // the length goes with each value
-        Key(encoded)
+        encoded.pop(); // the value's length goes with each value
+        let mut small_int = Vec::new();
+        protowire::len_prefix(&mut small_int, field, encoded.len() + 3);
+        small_int.extend_from_slice(&encoded);
+        small_int.extend_from_slice(&[2, (INT_VALUE << 3) as u8]);
+        Key { field, key: encoded, small_int }
     }
 
-    /// `KeyValue { key, value: AnyValue { int_value } }` as field `field`.
+    /// `KeyValue { key, value: AnyValue { int_value } }`.
     #[inline]
-    pub(crate) fn int(&self, out: &mut Vec<u8>, field: u32, value: i64) {
-        let mut varint = [0u8; 10];
-        let len = protowire::varint_into(&mut varint, value as u64);
-        let any = 1 + len;
-        let key_value = self.0.len() + 1 + any;
-        if field < 16 && key_value < 0x80 {
-            // Every length fits one byte: the common case, written in one go.
-            out.reserve(2 + key_value);
-            out.extend_from_slice(&[(field << 3 | 2) as u8, key_value as u8]);
-            out.extend_from_slice(&self.0);
-            out.extend_from_slice(&[any as u8, (INT_VALUE << 3) as u8]);
-            out.extend_from_slice(&varint[..len]);
-        } else {
-            protowire::len_prefix(out, field, key_value);
-            out.extend_from_slice(&self.0);
-            out.push(any as u8);
-            protowire::int(out, INT_VALUE, value);
+    pub(crate) fn int(&self, out: &mut Vec<u8>, value: i64) {
+        if (0..0x80).contains(&value) {
+            out.extend_from_slice(&self.small_int);
+            out.push(value as u8);
+            return;
         }
+        let any = 1 + protowire::varint_len(value as u64);
+        protowire::len_prefix(out, self.field, self.key.len() + 1 + any);
+        out.extend_from_slice(&self.key);
+        out.push(any as u8);
+        protowire::int(out, INT_VALUE, value);
     }
 
-    /// `KeyValue { key, value: AnyValue { string_value } }` as field `field`.
+    /// `KeyValue { key, value: AnyValue { string_value } }`.
     #[inline]
-    pub(crate) fn str(&self, out: &mut Vec<u8>, field: u32, value: &str) {
+    pub(crate) fn str(&self, out: &mut Vec<u8>, value: &str) {
         let any = len_field_size(value.len());
-        protowire::len_prefix(out, field, self.0.len() + protowire::varint_len(any as u64) + any);
-        out.extend_from_slice(&self.0);
+        protowire::len_prefix(out, self.field, self.key.len() + protowire::varint_len(any as u64) + any);
+        out.extend_from_slice(&self.key);
         protowire::varint(out, any as u64);
         protowire::bytes(out, STRING_VALUE, value.as_bytes());
     }
@@ -223,16 +226,16 @@ mod tests {
             assert_eq!((kv.key.as_str(), kv.value.int_value()), ("server.port", value));
         }
 
-        for value in [0i64, 300, -5] {
+        for value in [0i64, 127, 128, 300, -5, i64::MAX] {
             let mut out = Vec::new();
-            Key::new("greeter.messages_sent").int(&mut out, 1, value);
+            Key::new(1, "greeter.messages_sent").int(&mut out, value);
             let kv = decoded(&out);
             assert_eq!((kv.key.as_str(), kv.value.int_value()), ("greeter.messages_sent", value));
         }
         let long = "x".repeat(300);
         for value in ["", "127.0.0.1", long.as_str()] {
             let mut out = Vec::new();
-            Key::new("network.peer.address").str(&mut out, 1, value);
+            Key::new(1, "network.peer.address").str(&mut out, value);
             let kv = decoded(&out);
             assert_eq!((kv.key.as_str(), kv.value.string_value()), ("network.peer.address", value));
         }

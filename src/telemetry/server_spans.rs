@@ -227,11 +227,11 @@ struct CallKeys {
 impl SpanEncoder {
     pub(crate) fn new(server: std::sync::Arc<ServerAddress>) -> Self {
         let keys = CallKeys {
-            peer_address: Key::new("network.peer.address"),
-            peer_port: Key::new("network.peer.port"),
-            status_code: Key::new("rpc.grpc.status_code"),
-            messages_received: Key::new("greeter.messages_received"),
-            messages_sent: Key::new("greeter.messages_sent"),
+            peer_address: Key::new(span::ATTRIBUTES, "network.peer.address"),
+            peer_port: Key::new(span::ATTRIBUTES, "network.peer.port"),
+            status_code: Key::new(span::ATTRIBUTES, "rpc.grpc.status_code"),
+            messages_received: Key::new(span::ATTRIBUTES, "greeter.messages_received"),
+            messages_sent: Key::new(span::ATTRIBUTES, "greeter.messages_sent"),
         };
         SpanEncoder { server, server_attributes: None, keys, body: Vec::with_capacity(512) }
     }
@@ -260,13 +260,13 @@ impl SpanEncoder {
             body.extend_from_slice(server);
         }
         let keys = &self.keys;
-        keys.peer_address.str(body, span::ATTRIBUTES, peer.ip);
+        keys.peer_address.str(body, peer.ip);
         if let Some(port) = peer.port {
-            keys.peer_port.int(body, span::ATTRIBUTES, i64::from(port));
+            keys.peer_port.int(body, i64::from(port));
         }
-        keys.status_code.int(body, span::ATTRIBUTES, i64::from(i32::from(call.code)));
-        keys.messages_received.int(body, span::ATTRIBUTES, call.messages_received as i64);
-        keys.messages_sent.int(body, span::ATTRIBUTES, call.messages_sent as i64);
+        keys.status_code.int(body, i64::from(i32::from(call.code)));
+        keys.messages_received.int(body, call.messages_received as i64);
+        keys.messages_sent.int(body, call.messages_sent as i64);
         if is_server_error(call.code) {
             let message = super::code_names::canonical(call.code);
             let status = protowire::len_field_size(message.len()) + 2;
@@ -306,7 +306,7 @@ mod tests {
     use crate::proto::otlp::trace::span::SpanKind as OtlpKind;
     use crate::proto::otlp::trace::status::StatusCode;
     use crate::proto::otlp::ExportTraceServiceRequest;
-    use crate::telemetry::spans_and_log::MethodNames;
+    use crate::telemetry::spans_and_log::{MethodNames, PeerName};
     use grpcio::MethodType;
     use protobuf::Message as _;
     use std::collections::BTreeMap;
@@ -322,7 +322,7 @@ mod tests {
         let method = MethodName::new("/greeter.Greeter/Chat", MethodType::Duplex);
         FinishedCall {
             method: Arc::new(MethodNames::new(method)),
-            peer: peer.to_owned(),
+            peer: PeerName::new(peer),
             started: STARTED.with(|s| *s),
             duration: std::time::Duration::from_micros(2500),
             code,
@@ -343,7 +343,7 @@ mod tests {
         let mut spans = Vec::new();
         let clock = Clock::at(1_764_599_235_000_000_000, STARTED.with(|s| *s));
         for call in calls {
-            encoder.encode(&mut spans, call, call.span.as_ref().unwrap(), &Peer::of(&call.peer), &clock);
+            encoder.encode(&mut spans, call, call.span.as_ref().unwrap(), &Peer::of(call.peer.as_str()), &clock);
         }
         let resource = otlp_wire::resource(&opentelemetry_sdk::Resource::builder().with_service_name("svc").build());
         let mut request = otlp_wire::request_head(&resource, &otlp_wire::scope(SCOPE), spans.len());
