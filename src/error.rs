@@ -9,6 +9,8 @@ use crate::tls::TlsError;
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source} (is the port already in use, or the address mistyped?)")]
     Bind { addr: String, source: grpcio::Error },
+    #[error("cannot serve {service}: {reason}")]
+    Service { service: String, reason: String },
     #[error("cannot build the gRPC server: {0}")]
     Build(#[source] grpcio::Error),
     #[error("cannot serve metrics on {addr}: {source}")]

@@ -90,11 +90,19 @@ mod telemetry;
 mod tls;
 mod transport;
 
-pub use client::{blocking, round_robin_service_config, Greeter, GreeterBuilder, LoadBalancing};
+pub use call::{Call, Caller, Replies, Requests, Service};
+pub use client::{blocking, Greeter, GreeterBuilder, LoadBalancing};
 pub use compression::Compression;
 pub use error::{ClientError, ServerError};
-pub use patterns::GreeterConfig;
+pub use patterns::config::GreeterConfig;
 pub use server::{GracefulShutdown, GreeterServer, ServerConfig, ShutdownOutcome};
 pub use telemetry::{AccessLog, ClientTracing, TraceExport};
 pub use tls::{ClientTls, ServerTls, TlsError};
 pub use transport::TransportLimits;
+
+// The crates whose types appear in this crate's public API, so a program uses the very
+// versions this crate was built with instead of pinning them by hand.
+pub use grpcio;
+pub use opentelemetry;
+pub use opentelemetry_sdk;
+pub use protobuf;

@@ -16,7 +16,7 @@ use serde_json::Value;
 /// The reply to a 4,000-byte name, as compression_wire.py reads it off the wire, from a
 /// server compressing as `compression` says, for a client accepting `accept`.
 fn reply_on_the_wire(compression: Compression, min_len: usize, accept: &str) -> Value {
-    let server = TestServer::start(ServerConfig { compression, compression_min_len: min_len, ..ServerConfig::local() });
+    let server = TestServer::start(ServerConfig { compression, compression_min_len: min_len, ..common::local() });
     let mut cmd = tools().python("tests/hostile/compression_wire.py");
     cmd.args(["--addr", &server.addr, "--accept", accept]);
     let out = common::tools::run_ok(cmd, "compression_wire.py");
@@ -71,10 +71,9 @@ fn without_compression_no_reply_is_compressed() {
 /// pattern's content arrives whole.
 #[test]
 fn our_client_compresses_its_requests_and_our_server_reads_them() {
-    let server = TestServer::start(ServerConfig::local());
+    let server = TestServer::start(common::local());
     for compression in [Compression::Gzip, Compression::Deflate] {
-        let greeter =
-            Greeter::builder(&server.addr, Duration::from_secs(30)).compression(compression).connect().unwrap();
+        let greeter = Greeter::builder(&server.addr, Duration::from_secs(30)).compression(compression).build().unwrap();
         let client = blocking::Greeter::from(greeter);
         let name = "n".repeat(50_000);
         assert_eq!(client.say_hello(&name).unwrap(), format!("Hello {name}"), "{compression:?}");

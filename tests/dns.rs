@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use common::dns::Dns;
 use common::examples::ServerProcess;
+use common::lb::round_robin_service_config;
 use common::lb::{without_retries, PeerClient, GREETING, WARM_UP};
 use common::load::Load;
 use common::process::DEADLINE;
-use greeter::{blocking, round_robin_service_config, Greeter, LoadBalancing};
+use greeter::{blocking, Greeter, LoadBalancing};
 
 /// Connections closed after ~3 s (±10 %), their calls given 2 s more: SayHello takes
 /// milliseconds, and a health-checking client cancels its Watch on the GOAWAY.
@@ -118,7 +119,7 @@ fn our_client(target: &str) -> Greeter {
     Greeter::builder(target, Duration::from_secs(10))
         .load_balancing(LoadBalancing::RoundRobin)
         .min_resolution_interval(RESOLUTION_INTERVAL)
-        .connect()
+        .build()
         .unwrap()
 }
 

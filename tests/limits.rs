@@ -11,12 +11,11 @@ use common::{status_code, wait_until, TestServer};
 use futures::executor::block_on;
 use futures::{SinkExt as _, TryStreamExt as _};
 use greeter::proto::{ChatMessage, GreeterClient, HelloRequest};
-use greeter::ServerConfig;
 use grpcio::{ChannelBuilder, EnvBuilder, RpcStatusCode, WriteFlags};
 
 #[test]
 fn a_chat_message_over_the_cap_is_invalid_argument_naming_the_limit() {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.greeter.max_chat_message_len = 16;
     let server = TestServer::start(config);
 
@@ -44,7 +43,7 @@ fn a_chat_message_over_the_cap_is_invalid_argument_naming_the_limit() {
 
 #[test]
 fn one_subscription_over_the_cap_is_resource_exhausted() {
-    let mut config = common::with_metrics(ServerConfig::local(), Duration::from_secs(60));
+    let mut config = common::with_metrics(common::local(), Duration::from_secs(60));
     config.greeter.max_subscriptions = 2;
     let server = TestServer::start(config);
     let client = server.raw_client();
@@ -68,7 +67,7 @@ fn one_subscription_over_the_cap_is_resource_exhausted() {
 
 #[test]
 fn calls_beyond_max_concurrent_streams_wait_for_a_free_stream() {
-    let mut config = common::with_metrics(ServerConfig::local(), Duration::from_millis(300));
+    let mut config = common::with_metrics(common::local(), Duration::from_millis(300));
     config.transport.max_concurrent_streams = 2;
     config.greeter.stock_ticks = 3;
     let server = TestServer::start(config);
@@ -102,7 +101,7 @@ fn calls_beyond_max_concurrent_streams_wait_for_a_free_stream() {
 
 #[test]
 fn a_client_pinging_too_often_is_sent_away() {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.transport.min_client_ping_interval = Duration::from_secs(60);
     config.transport.max_ping_strikes = 1;
     config.greeter.stock_interval = Duration::from_secs(60);
@@ -146,7 +145,7 @@ fn a_client_pinging_too_often_is_sent_away() {
 
 #[test]
 fn a_reply_over_max_send_message_len_is_resource_exhausted() {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.transport.max_send_message_len = 100;
     let server = TestServer::start(config);
     let client = server.raw_client();
@@ -172,7 +171,7 @@ fn ten_thousand_subscriptions_are_served_and_one_more_is_refused() {
     use std::io::{BufRead as _, BufReader};
     use std::process::Stdio;
 
-    let mut config = common::with_metrics(ServerConfig::local(), Duration::from_secs(3600));
+    let mut config = common::with_metrics(common::local(), Duration::from_secs(3600));
     config.greeter.stock_ticks = 2;
     assert_eq!(config.greeter.max_subscriptions, 10_000, "the default limit");
     let server = TestServer::start(config);

@@ -1,6 +1,6 @@
 //! Replicas behind C-core's own client-side load balancing: three `server` example processes
 //! on loopback, and clients whose channel names all three (`ipv4:a,b,c`) with `round_robin`,
-//! health-checked subchannels and SayHello retried on UNAVAILABLE (`greeter::round_robin_service_config`).
+//! health-checked subchannels and SayHello retried on UNAVAILABLE (`common::lb::round_robin_service_config`).
 //!
 //! The evidence of where each call went is each replica's own log: at debug level it writes
 //! one "Received greeting request" line per SayHello it served.
@@ -10,9 +10,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::examples::ServerProcess;
+use common::lb::round_robin_service_config;
 use common::lb::{without_retries, PeerClient, GREETING, WARM_UP};
 use common::load::Load;
-use greeter::round_robin_service_config;
 use greeter::{blocking, ClientError, Greeter, LoadBalancing};
 use grpcio::RpcStatusCode;
 
@@ -77,7 +77,7 @@ fn load(target: &str) -> Load {
 }
 
 fn round_robin(target: &str, deadline: Duration) -> Greeter {
-    Greeter::builder(target, deadline).load_balancing(LoadBalancing::RoundRobin).connect().unwrap()
+    Greeter::builder(target, deadline).load_balancing(LoadBalancing::RoundRobin).build().unwrap()
 }
 
 impl Replicas {
@@ -136,7 +136,7 @@ fn a_call_after_not_serving(drain: &str) -> Result<String, ClientError> {
     use greeter::proto::health::health_check_response::ServingStatus;
     use greeter::proto::health::{HealthCheckRequest, HealthClient};
     let replica = replica(0, &["--drain", drain]);
-    let watcher = Greeter::connect(&replica.addr(), Duration::from_secs(30));
+    let watcher = Greeter::new(&replica.addr(), Duration::from_secs(30));
     let mut watch = HealthClient::new(watcher.channel().clone()).watch(&HealthCheckRequest::default()).unwrap();
     let status = |w: &mut grpcio::ClientSStreamReceiver<greeter::proto::health::HealthCheckResponse>| {
         futures::executor::block_on(futures::TryStreamExt::try_next(w)).unwrap().unwrap().status.enum_value_or_default()
@@ -145,7 +145,7 @@ fn a_call_after_not_serving(drain: &str) -> Result<String, ClientError> {
     replica.signal("TERM");
     assert_eq!(status(&mut watch), ServingStatus::NOT_SERVING, "the watcher hears it first");
     // A client of its own (no health checks, no retries): one attempt, on a new connection.
-    let late = Greeter::connect(&replica.addr(), Duration::from_secs(10));
+    let late = Greeter::new(&replica.addr(), Duration::from_secs(10));
     futures::executor::block_on(late.say_hello("after NOT_SERVING"))
 }
 

@@ -57,7 +57,7 @@ mod checks {
     use futures::channel::mpsc;
     use futures::{stream, StreamExt as _, TryStreamExt as _};
     use futures_timer::Delay;
-    use greeter::{Greeter, ServerConfig};
+    use greeter::Greeter;
     use grpcio::RpcStatusCode;
 
     const FAST: Duration = Duration::from_millis(10);
@@ -124,7 +124,7 @@ mod checks {
     /// 5 ticks 500 ms apart cannot fit in a 300 ms deadline.
     pub async fn deadline_exceeded() {
         let server = TestServer::with_interval(Duration::from_millis(500));
-        let greeter = Greeter::connect(&server.addr, Duration::from_millis(300));
+        let greeter = Greeter::new(&server.addr, Duration::from_millis(300));
         let result: Result<Vec<_>, _> = greeter.stock_prices("TSMC").unwrap().try_collect().await;
         let err = result.unwrap_err();
         assert_eq!(err.code(), Some(RpcStatusCode::DEADLINE_EXCEEDED), "{err}");
@@ -160,7 +160,7 @@ mod checks {
 
     /// The async shutdown waits for a subscription in flight, which ends OK.
     pub async fn shutdown_waits_for_calls_in_flight() {
-        let mut config = ServerConfig::local();
+        let mut config = common::local();
         config.greeter.stock_interval = Duration::from_millis(50);
         let server = TestServer::start(config);
         let mut ticks = server.async_client().stock_prices("TSMC").unwrap();
@@ -194,7 +194,7 @@ conformance_suite!(tokio_multi_thread, tokio_current_thread, smol, futures_threa
 /// another they would take 20 × ~2 s; side by side, about one subscription's time.
 #[test]
 fn twenty_subscriptions_share_one_current_thread_runtime() {
-    let server = TestServer::start(greeter::ServerConfig::local());
+    let server = TestServer::start(common::local());
     let greeter = server.async_client();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (one, twenty) = rt.block_on(async {

@@ -12,7 +12,6 @@ use futures::future::join_all;
 use futures::{SinkExt as _, TryStreamExt as _};
 use greeter::blocking::Greeter;
 use greeter::proto::{ChatMessage, GreeterClient, HelloRequest, Metric};
-use greeter::ServerConfig;
 use grpcio::{RpcStatusCode, WriteFlags};
 
 const EACH: usize = 25; // of each of the four kinds: 100 calls
@@ -26,7 +25,7 @@ fn chat(text: &str) -> (ChatMessage, WriteFlags) {
 }
 
 fn server(grace: Duration, ticks: u32) -> TestServer {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.metrics_addr = Some("127.0.0.1:0".to_owned());
     config.shutdown.grace = grace;
     config.greeter.stock_ticks = ticks;
@@ -61,13 +60,13 @@ fn calls_in_flight_finish_ok_newcomers_are_refused_and_the_server_stops_in_time(
         .collect();
 
     let started = Instant::now();
-    let metrics = common::scrape::Scraper(server.server().metrics_addr().unwrap());
+    let metrics = common::scrape::Scraper(server.server().metrics_local_addr().unwrap());
     let stopping = std::thread::spawn(move || server.shutdown());
     // Shutdown has begun once the listening socket is closed: a bare TCP connect is refused.
     common::wait_until("the server stops listening", || TcpStream::connect(&addr).is_err());
 
     // A newcomer is refused while the old calls carry on.
-    let refused = Greeter::connect(&addr, Duration::from_secs(5)).say_hello("late").unwrap_err();
+    let refused = Greeter::new(&addr, Duration::from_secs(5)).say_hello("late").unwrap_err();
     assert_eq!(refused.code(), Some(RpcStatusCode::UNAVAILABLE), "{refused}");
     // The SayHello calls the server took in, by its own count, read while the streams keep
     // the shutdown going.

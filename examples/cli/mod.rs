@@ -1,5 +1,5 @@
 //! Command-line pieces the examples share: flags, logging, and reporting an error once.
-//! Each example takes what it needs (`mod common;`); the library itself has no command line.
+//! Each example takes what it needs (`mod cli;`); the library itself has no command line.
 #![allow(dead_code)]
 
 pub mod interop;
@@ -24,9 +24,9 @@ pub struct ClientArgs {
     /// SayHello retried on UNAVAILABLE).
     #[arg(long, default_value = "pick_first")]
     pub lb: LoadBalancing,
-    /// Deadline for each call (e.g. 500ms, 10s).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub deadline: Duration,
+    /// How long each call may take (e.g. 500ms, 10s): its deadline is this long after it starts.
+    #[arg(long, visible_alias = "deadline", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
     /// Use TLS, trusting the server certificate this CA (PEM) signed.
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
@@ -46,23 +46,34 @@ pub struct ClientArgs {
 
 impl ClientArgs {
     /// The blocking client for `--addr`, over TLS when `--tls-ca` is given.
-    pub fn connect_blocking(&self) -> Result<blocking::Greeter, ClientError> {
-        self.connect().map(blocking::Greeter::from)
+    pub fn blocking_client(&self) -> Result<blocking::Greeter, CliError> {
+        self.client().map(blocking::Greeter::from)
     }
 
     /// The async client for `--addr`, over TLS when `--tls-ca` is given.
-    pub fn connect(&self) -> Result<Greeter, ClientError> {
-        let builder = Greeter::builder(&self.addr, self.deadline).load_balancing(self.lb).compression(self.compression);
+    pub fn client(&self) -> Result<Greeter, CliError> {
+        let builder = Greeter::builder(&self.addr, self.timeout).load_balancing(self.lb).compression(self.compression);
         let Some(ca) = &self.tls_ca else {
             if self.tls_cert.is_some() || self.tls_server_name.is_some() {
-                return Err(TlsError::Missing("--tls-cert and --tls-server-name", "--tls-ca").into());
+                return Err(CliError::Needs("--tls-cert and --tls-server-name", "--tls-ca"));
             }
-            return builder.connect();
+            return Ok(builder.build()?);
         };
         let tls =
             ClientTls::from_files(ca, self.tls_cert.as_deref(), self.tls_key.as_deref(), self.tls_server_name.clone())?;
-        builder.tls(tls).connect()
+        Ok(builder.tls(tls).build()?)
     }
+}
+
+/// A command line that cannot work, or what it asked for failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0} needs {1}")]
+    Needs(&'static str, &'static str),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The server example's flags; defaults are the tutorial's server.
@@ -198,6 +209,7 @@ impl ServerArgs {
         Ok(ServerConfig {
             addr: self.addr.clone(),
             completion_queues: self.completion_queues,
+            services: Vec::new(),
             greeter: GreeterConfig {
                 stock_ticks: self.stock_ticks,
                 stock_interval: self.stock_interval,

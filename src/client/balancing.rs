@@ -52,7 +52,7 @@ pub(crate) const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// The service config a `round_robin` channel carries (gRPC's service_config.md): the
 /// policy, health checking for `greeter.Greeter`, and SayHello's retry policy. The Go and
 /// Python clients take the same JSON (`WithDefaultServiceConfig`, `grpc.service_config`).
-pub fn round_robin_service_config() -> String {
+pub(crate) fn round_robin_service_config() -> String {
     format!(
         r#"{{"loadBalancingConfig": [{{"round_robin": {{}}}}], "healthCheckConfig": {{"serviceName": "{GREETER_SERVICE}"}}, "methodConfig": [{{"name": [{{"service": "{GREETER_SERVICE}", "method": "SayHello"}}], "retryPolicy": {{"maxAttempts": {RETRY_MAX_ATTEMPTS}, "initialBackoff": "{initial}s", "maxBackoff": "{max}s", "backoffMultiplier": {RETRY_BACKOFF_MULTIPLIER}, "retryableStatusCodes": ["UNAVAILABLE"]}}}}]}}"#,
         initial = RETRY_INITIAL_BACKOFF.as_secs_f64(),

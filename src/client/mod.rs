@@ -1,7 +1,8 @@
 //! The Rust client for the tutorial's four calls: async, on any executor.
 //!
-//! grpcio's completion-queue thread (one per [`Greeter`], started by `connect`) does the I/O
-//! and wakes whichever task awaits a result; nothing here blocks, so the futures and streams
+//! grpcio's completion-queue thread (one for all the clients of a program, started with the
+//! first and ended with the last; see [`GreeterBuilder::environment`]) does the I/O and wakes
+//! whichever task awaits a result; nothing here blocks, so the futures and streams
 //! below run on tokio, smol, `futures::executor` or anything else that polls futures. Each one
 //! owns its call: it is `Send + 'static` (spawnable) whenever its inputs are, and dropping it
 //! before it finishes cancels the call on the server at once.
@@ -15,7 +16,7 @@
 //!
 //! #[tokio::main(flavor = "current_thread")]
 //! async fn main() -> Result<(), greeter::ClientError> {
-//!     let greeter = Greeter::connect("localhost:50051", Duration::from_secs(10)); // cheap to clone
+//!     let greeter = Greeter::new("localhost:50051", Duration::from_secs(10)); // cheap to clone
 //!     println!("{}", greeter.say_hello("tokio").await?);
 //!
 //!     // Five subscriptions side by side on one thread: ~2.5 s in all, not 5 × 2.5 s.
@@ -35,7 +36,7 @@
 //! # use greeter::Greeter;
 //! # use std::time::Duration;
 //! smol::block_on(async {
-//!     let greeter = Greeter::connect("localhost:50051", Duration::from_secs(10));
+//!     let greeter = Greeter::new("localhost:50051", Duration::from_secs(10));
 //!     let hello = smol::spawn(greeter.say_hello("smol"));
 //!     let metrics = greeter.record_metrics(futures::stream::iter([25.5, 26.8, 27.1]));
 //!     println!("{} / {:?}", hello.await?, metrics.await?);
@@ -46,6 +47,7 @@
 
 mod balancing;
 pub mod blocking;
+mod env;
 mod trace;
 
 use std::future::Future;
@@ -56,7 +58,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt as _, SinkExt as _, Stream, StreamExt as _, TryStreamExt as _};
-use grpcio::{CallOption, Channel, ChannelBuilder, ClientDuplexReceiver, EnvBuilder, WriteFlags};
+use grpcio::{CallOption, Channel, ChannelBuilder, ClientDuplexReceiver, Environment, WriteFlags};
 use opentelemetry_sdk::trace::SdkTracer;
 
 use crate::compression::Compression;
@@ -65,27 +67,29 @@ use crate::proto::{ChatMessage, GreeterClient, HelloRequest, Metric, MetricSumma
 use crate::tls::ClientTls;
 use trace::CallSpan;
 
-pub use balancing::{round_robin_service_config, LoadBalancing};
+pub use balancing::LoadBalancing;
 
-/// A connection to one Greeter server. Cheap to clone: clones share the channel (one HTTP/2
-/// connection) and its completion-queue thread.
+/// A client of one Greeter server (or of the replicas its target names). Cheap to clone:
+/// clones share the channel (one HTTP/2 connection per server).
 #[derive(Clone)]
 pub struct Greeter {
     client: GreeterClient,
     /// The same channel `client` holds: the generated client does not hand it out, and
     /// [`Greeter::channel`] (connectivity, readiness) needs it.
     channel: Channel,
-    addr: Arc<str>,
-    deadline: Duration,
+    target: Arc<str>,
+    timeout: Duration,
     /// Where this client's spans go; `None`: to the global tracer provider.
     tracer: Option<SdkTracer>,
 }
 
-/// A connection with more than the defaults: a load-balancing policy, TLS, a tracer.
-#[derive(Clone, Debug)]
+/// A client with more than the defaults: a load-balancing policy, TLS, a tracer, compression,
+/// a completion queue of the program's own.
+#[derive(Clone)]
 pub struct GreeterBuilder {
     target: String,
-    deadline: Duration,
+    timeout: Duration,
+    environment: Option<Arc<Environment>>,
     lb: LoadBalancing,
     tls: Option<ClientTls>,
     tracer: Option<SdkTracer>,
@@ -130,8 +134,19 @@ impl GreeterBuilder {
         self
     }
 
-    pub fn connect(self) -> Result<Greeter, ClientError> {
-        let builder = self.compression.client_args(channel_builder(), crate::compression::DEFAULT_MIN_LEN);
+    /// Run this client's I/O on `environment`'s completion queues instead of the one the
+    /// program's clients share (for a program that wants several queues, or a queue of its
+    /// own per client).
+    pub fn environment(mut self, environment: Arc<Environment>) -> Self {
+        self.environment = Some(environment);
+        self
+    }
+
+    /// The client. Nothing is dialled until the first call; an error means the settings
+    /// cannot work (TLS asked of a build without it).
+    pub fn build(self) -> Result<Greeter, ClientError> {
+        let environment = self.environment.unwrap_or_else(env::shared);
+        let builder = self.compression.client_args(channel_builder(environment), crate::compression::DEFAULT_MIN_LEN);
         let mut builder = balancing::apply(builder, self.lb);
         if let Some(interval) = self.min_resolution_interval {
             let ms = i32::try_from(interval.as_millis()).unwrap_or(i32::MAX);
@@ -140,30 +155,38 @@ impl GreeterBuilder {
         if let Some(tls) = &self.tls {
             builder = tls.apply(builder)?;
         }
-        let mut greeter = Greeter::with_channel(builder, &self.target, self.deadline);
+        let mut greeter = Greeter::with_channel(builder, &self.target, self.timeout);
         greeter.tracer = self.tracer;
         Ok(greeter)
     }
 }
 
+impl std::fmt::Debug for GreeterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GreeterBuilder")
+            .field("target", &self.target)
+            .field("timeout", &self.timeout)
+            .field("load_balancing", &self.lb)
+            .field("tls", &self.tls)
+            .field("compression", &self.compression)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Greeter {
-    /// Prepares a channel to `target`: `host:port`, or any gRPC target such as
+    /// A client of `target`: `host:port`, or any gRPC target such as
     /// `ipv4:127.0.0.1:50081,127.0.0.1:50082` or `dns:///greeter.example:50051`. Nothing is
-    /// dialled until the first call; every call must finish within `deadline`.
-    pub fn connect(target: &str, deadline: Duration) -> Self {
-        Self::with_channel(channel_builder(), target, deadline)
+    /// dialled until the first call; every call must finish within `timeout`.
+    pub fn new(target: &str, timeout: Duration) -> Self {
+        Self::with_channel(channel_builder(env::shared()), target, timeout)
     }
 
-    /// Like [`Greeter::connect`], over TLS (needs the `tls` feature).
-    pub fn connect_tls(target: &str, deadline: Duration, tls: &ClientTls) -> Result<Self, ClientError> {
-        Self::builder(target, deadline).tls(tls.clone()).connect()
-    }
-
-    /// For a connection with a load-balancing policy or TLS.
-    pub fn builder(target: &str, deadline: Duration) -> GreeterBuilder {
+    /// For a client with TLS, a load-balancing policy, compression or a tracer.
+    pub fn builder(target: &str, timeout: Duration) -> GreeterBuilder {
         GreeterBuilder {
             target: target.to_owned(),
-            deadline,
+            timeout,
+            environment: None,
             lb: LoadBalancing::default(),
             tls: None,
             tracer: None,
@@ -172,9 +195,9 @@ impl Greeter {
         }
     }
 
-    fn with_channel(builder: ChannelBuilder, addr: &str, deadline: Duration) -> Self {
-        let channel = builder.connect(addr);
-        Greeter { client: GreeterClient::new(channel.clone()), channel, addr: addr.into(), deadline, tracer: None }
+    fn with_channel(builder: ChannelBuilder, target: &str, timeout: Duration) -> Self {
+        let channel = builder.connect(target);
+        Greeter { client: GreeterClient::new(channel.clone()), channel, target: target.into(), timeout, tracer: None }
     }
 
     /// The connection, for other services the server offers on it (health, reflection).
@@ -187,24 +210,26 @@ impl Greeter {
         &self.client
     }
 
-    pub fn addr(&self) -> &str {
-        &self.addr
+    /// The target this client calls.
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
-    pub fn deadline(&self) -> Duration {
-        self.deadline
+    /// How long each call may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// A call's options, its span started and its trace context added.
     fn options(&self, method: &'static str) -> (CallSpan, CallOption) {
-        CallSpan::start(self.tracer.as_ref(), method, &self.addr, CallOption::default().timeout(self.deadline))
+        CallSpan::start(self.tracer.as_ref(), method, &self.target, CallOption::default().timeout(self.timeout))
     }
 
     /// Turns grpcio errors of `call` into `ClientError`s; owns what it needs, so that the
     /// futures and streams it goes into stay `'static`.
     fn error(&self, call: &'static str) -> impl Fn(grpcio::Error) -> ClientError + Clone + Send + Sync + 'static {
-        let addr = self.addr.clone();
-        move |e| ClientError::from_grpc(call, &addr, e)
+        let target = self.target.clone();
+        move |e| ClientError::from_grpc(call, &target, e)
     }
 
     /// Level 1: the server's greeting for `name`.
@@ -376,8 +401,7 @@ impl Stream for ChatReplies {
 }
 
 /// Our own message limits are the server's business: the client accepts any size.
-fn channel_builder() -> ChannelBuilder {
-    let env = Arc::new(EnvBuilder::new().cq_count(1).name_prefix("greeter-client").build());
+fn channel_builder(env: Arc<Environment>) -> ChannelBuilder {
     // Its own connection: C-core otherwise shares one TCP connection among all channels to
     // the same address with the same settings, so two `Greeter`s would silently be one.
     ChannelBuilder::new(env)

@@ -1,6 +1,6 @@
-//! The Greeter server: [`ServerConfig`] → [`GreeterServer`]. Binds, registers Greeter, health
-//! and reflection through one [`Registrar`] with the server's observers, serves `/metrics` when
-//! asked, and shuts down gracefully (`shutdown.rs`).
+//! The Greeter server: [`ServerConfig`] → [`GreeterServer`]. Binds, registers Greeter, the
+//! config's own services, health and reflection through one [`Registrar`] with the server's
+//! observers, serves `/metrics` when asked, and shuts down gracefully (`shutdown.rs`).
 
 mod shutdown;
 
@@ -9,14 +9,14 @@ use std::sync::Arc;
 
 use grpcio::{EnvBuilder, Environment};
 
-use crate::call::{Observer, Registrar};
+use crate::call::{Observer, Registrar, Service};
 use crate::compression::Compression;
 use crate::error::ServerError;
 use crate::health::HealthService;
-use crate::patterns::{GreeterConfig, GreeterService};
+use crate::patterns::config::GreeterConfig;
+use crate::patterns::greeter_parts;
 use crate::proto::health::health_check_response::ServingStatus;
-use crate::proto::GREETER_SERVICE;
-use crate::reflection::{DescriptorIndex, ReflectionService};
+use crate::reflection::reflection_services;
 use crate::telemetry::{AccessLog, AccessLogWriter, CallTrace, MetricsEndpoint, Prometheus, TraceExport};
 use crate::tls::ServerTls;
 use crate::transport::{self, TransportLimits};
@@ -32,6 +32,9 @@ pub struct ServerConfig {
     pub completion_queues: usize,
     /// The Greeter service: its ticks, its limits.
     pub greeter: GreeterConfig,
+    /// Services of your own, served beside Greeter with everything Greeter gets (see
+    /// [`Service`]); each is reported SERVING on health and described by reflection.
+    pub services: Vec<Service>,
     /// What one peer may ask of a connection.
     pub transport: TransportLimits,
     /// How the server stops: health first, then a drain, then a grace period.
@@ -66,6 +69,7 @@ impl Default for ServerConfig {
             addr: "[::]:50051".to_owned(),
             completion_queues: 1,
             greeter: GreeterConfig::default(),
+            services: Vec::new(),
             transport: TransportLimits::default(),
             shutdown: GracefulShutdown::default(),
             tls: None,
@@ -81,16 +85,15 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// A config listening on a free loopback port: what tests want.
-    pub fn local() -> Self {
-        ServerConfig { addr: "127.0.0.1:0".to_owned(), ..ServerConfig::default() }
-    }
-
-    /// Binds, registers Greeter, Health and (unless disabled) Reflection, starts serving and
-    /// reports SERVING.
+    /// Binds, registers Greeter, the config's services, Health and (unless disabled)
+    /// Reflection, starts serving and reports SERVING for each service.
     pub fn start(self) -> Result<GreeterServer, ServerError> {
+        let (greeter, ticker, chats) = greeter_parts(&self.greeter);
+        let served: Vec<&Service> = std::iter::once(&greeter).chain(&self.services).collect();
+        for service in &served {
+            service.check().map_err(|reason| ServerError::Service { service: service.name().to_owned(), reason })?;
+        }
         let env = Arc::new(EnvBuilder::new().cq_count(self.completion_queues.max(1)).name_prefix("greeter-cq").build());
-        let greeter = GreeterService::new(&self.greeter);
         let health = HealthService::default();
         let metrics = self.metrics_addr.as_ref().map(|_| Prometheus::new());
         let mut observers: Vec<Arc<dyn Observer>> = Vec::new();
@@ -98,9 +101,14 @@ impl ServerConfig {
             metrics.gauge(
                 "greeter_stock_subscriptions_active",
                 "GetStockPrice subscriptions sending ticks right now.",
-                greeter.subscriptions_active(),
+                ticker.active(),
             );
-            metrics.gauge("greeter_chats_open", "Chat calls open right now.", greeter.chats_open());
+            metrics.gauge("greeter_chats_open", "Chat calls open right now.", chats.count());
+            metrics.gauge(
+                "greeter_health_watchers",
+                "grpc.health.v1.Health/Watch calls open right now.",
+                health.watchers(),
+            );
             observers.push(metrics.clone());
         }
         let trace = self.call_trace()?;
@@ -119,16 +127,17 @@ impl ServerConfig {
             }
             observers.push(trace.clone());
         }
-        let registrar = Registrar::new(observers);
-        let mut builder = self
-            .transport
-            .server_builder(&env, self.reuse_port, self.compression, self.compression_min_len)
-            .register_service(greeter.service(&registrar))
-            .register_service(health.service(&registrar));
+        let mut infrastructure = vec![health.service()];
         if self.reflection {
-            for service in ReflectionService::new(DescriptorIndex::for_greeter_server()).services(&registrar) {
-                builder = builder.register_service(service);
-            }
+            let described: Vec<&Service> = served.iter().copied().chain(&infrastructure).collect();
+            let reflection = reflection_services(&described);
+            infrastructure.extend(reflection);
+        }
+        let registrar = Registrar::new(observers);
+        let mut builder =
+            self.transport.server_builder(&env, self.reuse_port, self.compression, self.compression_min_len);
+        for service in served.iter().copied().chain(&infrastructure) {
+            builder = builder.register_service(registrar.register(service));
         }
         let mut server = builder.build().map_err(ServerError::Build)?;
         let port = transport::listen(&mut server, &self.addr, self.tls.as_ref())?;
@@ -144,7 +153,9 @@ impl ServerConfig {
         };
         server.start();
         health.set_serving_status("", ServingStatus::SERVING);
-        health.set_serving_status(GREETER_SERVICE, ServingStatus::SERVING);
+        for service in &served {
+            health.set_serving_status(service.name(), ServingStatus::SERVING);
+        }
         let scheme = transport::scheme(self.tls.as_ref());
         log::info!("gRPC Server started at {} (port {port}, {scheme})", self.addr);
         Ok(GreeterServer { server, health, port, shutdown: self.shutdown, metrics_endpoint, trace, _env: env })
@@ -188,8 +199,9 @@ impl GreeterServer {
         self.port
     }
 
-    /// Where `/metrics` is served, when the config asked for it.
-    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+    /// The address `/metrics` is served on, when the config asked for it (the port chosen
+    /// when the config said port 0).
+    pub fn metrics_local_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics_endpoint.as_ref().map(MetricsEndpoint::local_addr)
     }
 

@@ -23,7 +23,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::call::{CallObserver, MethodName, MethodObserver, Observer};
+use crate::call::{CallObserver, Caller, MethodName, MethodObserver, Observer};
 
 pub use access_log::AccessLog;
 pub(crate) use access_log::AccessLogWriter;
@@ -213,7 +213,7 @@ struct MethodSeries {
 struct MethodMetrics(Arc<MethodSeries>);
 
 impl MethodObserver for MethodMetrics {
-    fn call_started(&self, _ctx: &RpcContext) -> Box<dyn CallObserver> {
+    fn call_started(&self, _ctx: &RpcContext, _caller: &Caller) -> Box<dyn CallObserver> {
         self.0.started.inc();
         Box::new(CallRecord { series: self.0.clone(), arrived: Instant::now() })
     }

@@ -18,7 +18,7 @@ use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, Span};
 
 use super::access_log::{AccessLogWriter, Entry};
 use super::otlp::{BoundedExport, ExportStats, TraceExport};
-use crate::call::{CallObserver, MethodName, MethodObserver, Observer};
+use crate::call::{CallObserver, Caller, MethodName, MethodObserver, Observer};
 
 /// The server's spans and access log: what is on, and where it goes.
 pub(crate) struct CallTrace {
@@ -101,7 +101,7 @@ struct MethodTrace {
 }
 
 impl MethodObserver for MethodTrace {
-    fn call_started(&self, ctx: &RpcContext) -> Box<dyn CallObserver> {
+    fn call_started(&self, ctx: &RpcContext, _caller: &Caller) -> Box<dyn CallObserver> {
         let parent = TraceContextPropagator::new().extract(&Headers(ctx.request_headers()));
         let peer = peer_address(&ctx.peer());
         let span = self.tracer.as_ref().map(|tracer| {

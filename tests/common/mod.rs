@@ -34,14 +34,14 @@ impl TestServer {
 
     /// The tutorial's server, with ticks `interval` apart instead of 500 ms.
     pub fn with_interval(interval: Duration) -> Self {
-        let mut config = ServerConfig::local();
+        let mut config = local();
         config.greeter.stock_interval = interval;
         Self::start(config)
     }
 
     /// The tutorial's server with `/metrics` on a free loopback port, ticks `interval` apart.
     pub fn with_metrics(interval: Duration) -> Self {
-        Self::start(with_metrics(ServerConfig::local(), interval))
+        Self::start(with_metrics(local(), interval))
     }
 
     pub fn server(&self) -> &GreeterServer {
@@ -50,17 +50,17 @@ impl TestServer {
 
     /// The server's `/metrics` now (its config must have asked for them).
     pub fn scrape(&self) -> scrape::Metrics {
-        scrape::scrape(self.server().metrics_addr().expect("the config asked for metrics"))
+        scrape::scrape(self.server().metrics_local_addr().expect("the config asked for metrics"))
     }
 
     /// The library's blocking client, with a generous deadline.
     pub fn client(&self) -> blocking::Greeter {
-        blocking::Greeter::connect(&self.addr, Duration::from_secs(30))
+        blocking::Greeter::new(&self.addr, Duration::from_secs(30))
     }
 
     /// The library's async client, with a generous deadline.
     pub fn async_client(&self) -> Greeter {
-        Greeter::connect(&self.addr, Duration::from_secs(30))
+        Greeter::new(&self.addr, Duration::from_secs(30))
     }
 
     /// The generated client, for calls shaped by hand.
@@ -80,6 +80,11 @@ impl TestServer {
     pub async fn shutdown_async(mut self) -> ShutdownOutcome {
         self.server.take().unwrap().shutdown_async().await
     }
+}
+
+/// The tutorial's server on a free loopback port.
+pub fn local() -> ServerConfig {
+    ServerConfig { addr: "127.0.0.1:0".to_owned(), ..ServerConfig::default() }
 }
 
 /// `config` with `/metrics` on a free loopback port, and ticks `interval` apart.
