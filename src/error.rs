@@ -30,6 +30,8 @@ pub enum ClientError {
     Unreachable { addr: String, reason: String },
     #[error("{call} to {addr} failed: {code:?}: {message}")]
     Status { call: &'static str, addr: String, code: RpcStatusCode, message: String },
+    #[error("cannot get a bearer token for calls to {target}: {reason}")]
+    Token { target: String, reason: String },
     /// Boxed: `grpcio::Error` is large, and every client `Result` would carry its size.
     #[error("{call} to {addr} failed: {source}")]
     Transport { call: &'static str, addr: String, source: Box<grpcio::Error> },
@@ -59,7 +61,7 @@ impl ClientError {
         match self {
             ClientError::Unreachable { .. } => Some(RpcStatusCode::UNAVAILABLE),
             ClientError::Status { code, .. } => Some(*code),
-            ClientError::Transport { .. } | ClientError::Tls(_) => None,
+            ClientError::Transport { .. } | ClientError::Tls(_) | ClientError::Token { .. } => None,
         }
     }
 }

@@ -91,13 +91,13 @@ mod tls;
 mod transport;
 
 pub use call::{Call, Caller, Replies, Requests, Service};
-pub use client::{blocking, Greeter, GreeterBuilder, LoadBalancing};
+pub use client::{blocking, Greeter, GreeterBuilder, LoadBalancing, Token, TokenFile, TokenSource};
 pub use compression::Compression;
 pub use error::{ClientError, ServerError};
 pub use patterns::config::GreeterConfig;
 pub use server::{GracefulShutdown, GreeterServer, ServerConfig, ShutdownOutcome};
 pub use telemetry::{AccessLog, ClientTracing, TraceExport};
-pub use tls::{ClientTls, ServerTls, TlsError};
+pub use tls::{ClientCert, ClientTls, ServerTls, TlsError};
 pub use transport::TransportLimits;
 
 // The crates whose types appear in this crate's public API, so a program uses the very

@@ -7,7 +7,12 @@ mod common;
 #[test]
 fn without_the_tls_feature_asking_for_tls_says_how_to_get_it() {
     let mut config = common::local();
-    config.tls = Some(greeter::ServerTls { cert_chain: vec![], private_key: vec![], client_ca: None });
+    config.tls = Some(greeter::ServerTls {
+        cert_chain: vec![],
+        private_key: vec![],
+        client_ca: None,
+        client_cert: greeter::ClientCert::Required,
+    });
     let err = config.start().err().expect("a TLS server cannot start without the feature");
     assert!(err.to_string().contains("rebuild with the default features"), "{err}");
 }

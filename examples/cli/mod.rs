@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use clap::Args;
 use greeter::{
-    blocking, AccessLog, ClientError, ClientTls, ClientTracing, Compression, GracefulShutdown, Greeter, GreeterConfig,
-    LoadBalancing, ServerConfig, ServerTls, TlsError, TraceExport, TransportLimits,
+    blocking, AccessLog, ClientCert, ClientError, ClientTls, ClientTracing, Compression, GracefulShutdown, Greeter,
+    GreeterConfig, LoadBalancing, ServerConfig, ServerTls, TlsError, TokenFile, TraceExport, TransportLimits,
 };
 
 /// Flags every client example takes.
@@ -42,6 +42,14 @@ pub struct ClientArgs {
     /// Compress requests of 1 KiB or more: gzip, deflate or none (the server must accept it).
     #[arg(long, default_value = "none")]
     pub compression: Compression,
+    /// Send this bearer token with every call, for servers that check tokens (a token sent
+    /// without --tls-ca travels in plaintext).
+    #[arg(long, conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// Send the bearer token this file holds, read again as it nears its expiry (a
+    /// Kubernetes projected service-account token, for instance).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
 }
 
 impl ClientArgs {
@@ -52,7 +60,14 @@ impl ClientArgs {
 
     /// The async client for `--addr`, over TLS when `--tls-ca` is given.
     pub fn client(&self) -> Result<Greeter, CliError> {
-        let builder = Greeter::builder(&self.addr, self.timeout).load_balancing(self.lb).compression(self.compression);
+        let mut builder =
+            Greeter::builder(&self.addr, self.timeout).load_balancing(self.lb).compression(self.compression);
+        if let Some(token) = &self.token {
+            builder = builder.bearer_token(token.clone());
+        }
+        if let Some(path) = &self.token_file {
+            builder = builder.token_source(TokenFile::new(path));
+        }
         let Some(ca) = &self.tls_ca else {
             if self.tls_cert.is_some() || self.tls_server_name.is_some() {
                 return Err(CliError::Needs("--tls-cert and --tls-server-name", "--tls-ca"));
@@ -131,9 +146,13 @@ pub struct ServerArgs {
     /// Private key (PEM) for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    /// Check client certificates against this CA (PEM): mutual TLS.
     #[arg(long, requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// With --tls-client-ca: whether clients must present a certificate (required), or may
+    /// call without one (optional: token-only callers share the port).
+    #[arg(long, default_value = "required", requires = "tls_client_ca")]
+    pub tls_client_cert: ClientCert,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -203,7 +222,10 @@ impl ServerArgs {
     /// The server's config; fails only when a TLS file cannot be read.
     pub fn config(&self) -> Result<ServerConfig, TlsError> {
         let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(ServerTls::from_files(cert, key, self.tls_client_ca.as_deref())?),
+            (Some(cert), Some(key)) => Some(ServerTls {
+                client_cert: self.tls_client_cert,
+                ..ServerTls::from_files(cert, key, self.tls_client_ca.as_deref())?
+            }),
             _ => None,
         };
         Ok(ServerConfig {

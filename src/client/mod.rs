@@ -48,6 +48,7 @@
 mod balancing;
 pub mod blocking;
 mod env;
+mod token;
 mod trace;
 
 use std::future::Future;
@@ -65,9 +66,11 @@ use crate::compression::Compression;
 use crate::error::ClientError;
 use crate::proto::{ChatMessage, GreeterClient, HelloRequest, Metric, MetricSummary, StockReply, StockRequest};
 use crate::tls::ClientTls;
-use trace::CallSpan;
+use token::{Fixed, Tokens};
+use trace::{CallSpan, Headers};
 
 pub use balancing::LoadBalancing;
+pub use token::{Token, TokenFile, TokenSource};
 
 /// A client of one Greeter server (or of the replicas its target names). Cheap to clone:
 /// clones share the channel (one HTTP/2 connection per server).
@@ -81,6 +84,8 @@ pub struct Greeter {
     timeout: Duration,
     /// Where this client's spans go; `None`: to the global tracer provider.
     tracer: Option<SdkTracer>,
+    /// The bearer tokens sent with every call, if any.
+    tokens: Option<Tokens>,
 }
 
 /// A client with more than the defaults: a load-balancing policy, TLS, a tracer, compression,
@@ -90,6 +95,7 @@ pub struct GreeterBuilder {
     target: String,
     timeout: Duration,
     environment: Option<Arc<Environment>>,
+    tokens: Option<Tokens>,
     lb: LoadBalancing,
     tls: Option<ClientTls>,
     tracer: Option<SdkTracer>,
@@ -134,6 +140,19 @@ impl GreeterBuilder {
         self
     }
 
+    /// Send `token` with every call (`authorization: Bearer …`), for servers that check
+    /// tokens (docs/security.md). Over TLS: a token sent in plaintext is anyone's.
+    pub fn bearer_token(self, token: impl Into<String>) -> Self {
+        self.token_source(Fixed(Token::new(token)))
+    }
+
+    /// Send the tokens `source` gives, asking it again as each nears its expiry (e.g.
+    /// [`TokenFile`] for a file the platform rotates).
+    pub fn token_source(mut self, source: impl TokenSource + 'static) -> Self {
+        self.tokens = Some(Tokens::new(Arc::new(source)));
+        self
+    }
+
     /// Run this client's I/O on `environment`'s completion queues instead of the one the
     /// program's clients share (for a program that wants several queues, or a queue of its
     /// own per client).
@@ -157,6 +176,7 @@ impl GreeterBuilder {
         }
         let mut greeter = Greeter::with_channel(builder, &self.target, self.timeout);
         greeter.tracer = self.tracer;
+        greeter.tokens = self.tokens;
         Ok(greeter)
     }
 }
@@ -187,6 +207,7 @@ impl Greeter {
             target: target.to_owned(),
             timeout,
             environment: None,
+            tokens: None,
             lb: LoadBalancing::default(),
             tls: None,
             tracer: None,
@@ -197,7 +218,14 @@ impl Greeter {
 
     fn with_channel(builder: ChannelBuilder, target: &str, timeout: Duration) -> Self {
         let channel = builder.connect(target);
-        Greeter { client: GreeterClient::new(channel.clone()), channel, target: target.into(), timeout, tracer: None }
+        Greeter {
+            client: GreeterClient::new(channel.clone()),
+            channel,
+            target: target.into(),
+            timeout,
+            tracer: None,
+            tokens: None,
+        }
     }
 
     /// The connection, for other services the server offers on it (health, reflection).
@@ -220,9 +248,16 @@ impl Greeter {
         self.timeout
     }
 
-    /// A call's options, its span started and its trace context added.
-    fn options(&self, method: &'static str) -> (CallSpan, CallOption) {
-        CallSpan::start(self.tracer.as_ref(), method, &self.target, CallOption::default().timeout(self.timeout))
+    /// A call's options: its timeout, its token, its span started and its trace context.
+    fn options(&self, method: &'static str) -> Result<(CallSpan, CallOption), ClientError> {
+        let mut headers = Headers::default();
+        if let Some(tokens) = &self.tokens {
+            let token_error = |reason| ClientError::Token { target: self.target.to_string(), reason };
+            let header = tokens.header().map_err(token_error)?;
+            headers.add("authorization", &header).map_err(|e| token_error(e.to_string()))?;
+        }
+        let span = CallSpan::start(self.tracer.as_ref(), method, &self.target, &mut headers);
+        Ok((span, headers.apply(CallOption::default().timeout(self.timeout))))
     }
 
     /// Turns grpcio errors of `call` into `ClientError`s; owns what it needs, so that the
@@ -238,11 +273,12 @@ impl Greeter {
     pub fn say_hello(&self, name: &str) -> impl Future<Output = Result<String, ClientError>> + Send + 'static {
         let err = self.error("SayHello");
         let req = HelloRequest { name: name.to_owned(), ..Default::default() };
-        let (span, options) = self.options("SayHello");
-        let call = self.client.say_hello_async_opt(&req, options);
+        let started =
+            self.options("SayHello").map(|(span, options)| (span, self.client.say_hello_async_opt(&req, options)));
         let channel = self.client.clone();
         async move {
             let _channel = channel;
+            let (span, call) = started?;
             let reply = async { call.map_err(&err)?.await.map_err(&err) }.await;
             span.end(code_of(&reply));
             Ok(reply?.message)
@@ -257,7 +293,7 @@ impl Greeter {
     ) -> Result<impl Stream<Item = Result<StockReply, ClientError>> + Send + 'static, ClientError> {
         let err = self.error("GetStockPrice");
         let req = StockRequest { symbol: symbol.to_owned(), ..Default::default() };
-        let (span, options) = self.options("GetStockPrice");
+        let (span, options) = self.options("GetStockPrice")?;
         let ticks = self.client.get_stock_price_opt(&req, options).map_err(&err)?;
         Ok(OnChannel::new(ticks.map_err(err), &self.client, span))
     }
@@ -272,11 +308,12 @@ impl Greeter {
         S: Stream<Item = f64> + Send,
     {
         let err = self.error("RecordMetrics");
-        let (span, options) = self.options("RecordMetrics");
-        let call = self.client.record_metrics_opt(options);
+        let started =
+            self.options("RecordMetrics").map(|(span, options)| (span, self.client.record_metrics_opt(options)));
         let channel = self.client.clone();
         async move {
             let _channel = channel;
+            let (span, call) = started?;
             let summary = async {
                 let (mut sink, summary) = call.map_err(&err)?;
                 // Values that are ready go out in one write; when `values` has to wait, what
@@ -310,7 +347,7 @@ impl Greeter {
         S: Stream<Item = String> + Send + 'static,
     {
         let err = self.error("Chat");
-        let (span, options) = self.options("Chat");
+        let (span, options) = self.options("Chat")?;
         let (mut sink, replies) = self.client.chat_opt(options).map_err(&err)?;
         let user = user.to_owned();
         let messages = messages.map(move |message| ChatMessage { user: user.clone(), message, ..Default::default() });

@@ -53,6 +53,7 @@ impl Pki {
             cert_chain: issued.cert.into_bytes(),
             private_key: issued.key.into_bytes(),
             client_ca: mutual.then(|| self.ca_pem()),
+            client_cert: greeter::ClientCert::Required,
         }
     }
 }
