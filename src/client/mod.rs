@@ -97,6 +97,7 @@ pub struct GreeterBuilder {
     environment: Option<Arc<Environment>>,
     tokens: Option<Tokens>,
     lb: LoadBalancing,
+    retry_unavailable: bool,
     tls: Option<ClientTls>,
     tracer: Option<SdkTracer>,
     min_resolution_interval: Option<Duration>,
@@ -107,6 +108,14 @@ impl GreeterBuilder {
     /// How calls are spread over the addresses `target` names (see [`LoadBalancing`]).
     pub fn load_balancing(mut self, lb: LoadBalancing) -> Self {
         self.lb = lb;
+        self
+    }
+
+    /// Under [`LoadBalancing::RoundRobin`], whether SayHello (which has no side effects) is
+    /// retried on UNAVAILABLE, up to 5 attempts in all (the default: yes). C-core's
+    /// transparent retry of a call the server never saw happens either way.
+    pub fn retry_unavailable(mut self, retry: bool) -> Self {
+        self.retry_unavailable = retry;
         self
     }
 
@@ -166,7 +175,7 @@ impl GreeterBuilder {
     pub fn build(self) -> Result<Greeter, ClientError> {
         let environment = self.environment.unwrap_or_else(env::shared);
         let builder = self.compression.client_args(channel_builder(environment), crate::compression::DEFAULT_MIN_LEN);
-        let mut builder = balancing::apply(builder, self.lb);
+        let mut builder = balancing::apply(builder, self.lb, self.retry_unavailable);
         if let Some(interval) = self.min_resolution_interval {
             let ms = i32::try_from(interval.as_millis()).unwrap_or(i32::MAX);
             builder = builder.raw_cfg_int(c"grpc.dns_min_time_between_resolutions_ms".into(), ms);
@@ -209,6 +218,7 @@ impl Greeter {
             environment: None,
             tokens: None,
             lb: LoadBalancing::default(),
+            retry_unavailable: true,
             tls: None,
             tracer: None,
             min_resolution_interval: None,

@@ -33,7 +33,8 @@ pub struct ServerConfig {
     /// The Greeter service: its ticks, its limits.
     pub greeter: GreeterConfig,
     /// Services of your own, served beside Greeter with everything Greeter gets (see
-    /// [`Service`]); each is reported SERVING on health and described by reflection.
+    /// [`Service`]); each is reported SERVING on health and described by reflection. One
+    /// named `greeter.Greeter` replaces the built-in Greeter (a variant of the tutorial's).
     pub services: Vec<Service>,
     /// What one peer may ask of a connection.
     pub transport: TransportLimits,
@@ -89,7 +90,9 @@ impl ServerConfig {
     /// Reflection, starts serving and reports SERVING for each service.
     pub fn start(self) -> Result<GreeterServer, ServerError> {
         let (greeter, ticker, chats) = greeter_parts(&self.greeter);
-        let served: Vec<&Service> = std::iter::once(&greeter).chain(&self.services).collect();
+        // A service of the config's named greeter.Greeter replaces the built-in one.
+        let builtin = Some(&greeter).filter(|g| self.services.iter().all(|s| s.name() != g.name()));
+        let served: Vec<&Service> = builtin.into_iter().chain(&self.services).collect();
         for service in &served {
             service.check().map_err(|reason| ServerError::Service { service: service.name().to_owned(), reason })?;
         }

@@ -94,6 +94,40 @@ pub fn with_metrics(mut config: ServerConfig, interval: Duration) -> ServerConfi
     config
 }
 
+/// `grpc.testing.TestService/UnaryCall`, answered only once released: unary calls that stay
+/// in flight, in their handler, for as long as a test wants (Greeter's own are instant).
+pub struct HeldUnary {
+    release: Option<futures::channel::oneshot::Sender<()>>,
+    pub service: greeter::Service,
+}
+
+impl HeldUnary {
+    pub fn new() -> Self {
+        use futures::FutureExt as _;
+        use greeter::proto::testing::{file_descriptor, SimpleRequest, SimpleResponse};
+        let (release, released) = futures::channel::oneshot::channel::<()>();
+        let released = released.shared();
+        let service = greeter::Service::new(file_descriptor(), "grpc.testing.TestService").unary(
+            "UnaryCall",
+            move |_, request: SimpleRequest| {
+                let released = released.clone();
+                async move {
+                    let _ = released.await;
+                    Ok(SimpleResponse { username: format!("held {}", request.response_size), ..Default::default() })
+                }
+            },
+        );
+        HeldUnary { release: Some(release), service }
+    }
+
+    /// Lets every held call, and every later one, be answered.
+    pub fn release(&mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+    }
+}
+
 /// A loopback port bound but not listening, held for as long as the value lives: connecting
 /// to it is refused, and no other process can start listening on it meanwhile (unlike a port
 /// bound, dropped and then reused).
