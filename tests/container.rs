@@ -93,6 +93,22 @@ fn the_image_holds_the_server_its_libraries_and_certificates_and_nothing_else() 
     println!("container: image {} MB ({size} bytes), {} files", mb(size), want.len());
 }
 
+/// docs/operations.md quotes the Deployment's settings for shutdown and discovery: each line
+/// it quotes (without its comment) is a line of the file.
+#[test]
+fn the_docs_quote_the_manifest_as_it_is() {
+    let guide = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md")).unwrap();
+    let manifest = Deployment::text();
+    let lines: BTreeSet<&str> = manifest.lines().map(str::trim).collect();
+    let blocks = guide.split("```yaml\n").skip(1).map(|b| b.split("```").next().unwrap());
+    let quoted: Vec<&str> = blocks.filter(|b| b.contains("terminationGracePeriodSeconds")).collect();
+    assert_eq!(quoted.len(), 1, "one quote of the Deployment in docs/operations.md");
+    for line in quoted[0].lines() {
+        let line = line.split(" #").next().unwrap().trim();
+        assert!(lines.contains(line), "docs/operations.md quotes {line:?}, which deployment.yaml does not have");
+    }
+}
+
 /// The image's regular files, as `podman export` writes them out of a container of it.
 fn files_in_image() -> BTreeSet<String> {
     let name = format!("greeter-test-export-{}", std::process::id());

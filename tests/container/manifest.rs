@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
+const PATH: &str = "deploy/kubernetes/deployment.yaml";
+
 pub struct Deployment {
     pub image: String,
     /// The server's arguments, as the container gets them.
@@ -33,14 +35,18 @@ pub struct GrpcProbe {
 }
 
 impl Deployment {
+    /// The file as it is.
+    pub fn text() -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(PATH);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
     pub fn load() -> Self {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/deployment.yaml");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let docs = YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let docs = YamlLoader::load_from_str(&Self::text()).unwrap_or_else(|e| panic!("{PATH}: {e}"));
         let deployment = docs
             .iter()
             .find(|d| d["kind"].as_str() == Some("Deployment"))
-            .unwrap_or_else(|| panic!("{}: no Deployment", path.display()));
+            .unwrap_or_else(|| panic!("{PATH}: no Deployment"));
         let pod = at(deployment, "spec.template.spec");
         let containers = at(pod, "containers").as_vec().expect("containers is a list");
         let container =
