@@ -15,12 +15,18 @@ dest=${2:?usage: rootfs.sh BINARY DEST}
 # distroless images, which policies commonly expect.
 uid=65532
 
-test -x "$binary" || { echo "rootfs.sh: $binary is not an executable" >&2; exit 1; }
-command -v ldd >/dev/null || { echo "rootfs.sh: ldd is missing (Debian: libc-bin)" >&2; exit 1; }
+fail() { echo "rootfs.sh: $*" >&2; exit 1; }
+test -x "$binary" || fail "$binary is not an executable"
+command -v ldd >/dev/null || fail "ldd is missing (Debian: libc-bin)"
+command -v strip >/dev/null || fail "strip is missing (Debian: binutils)"
 certs=/etc/ssl/certs/ca-certificates.crt
-test -s "$certs" || { echo "rootfs.sh: $certs is missing (Debian: ca-certificates)" >&2; exit 1; }
-
-command -v strip >/dev/null || { echo "rootfs.sh: strip is missing (Debian: binutils)" >&2; exit 1; }
+test -s "$certs" || fail "$certs is missing (Debian: ca-certificates)"
+if ldd "$binary" | grep -q 'not found'; then
+    ldd "$binary" | grep 'not found' >&2
+    fail "$binary links libraries this system lacks (above)"
+fi
+# DEST is emptied first: never the root of this system.
+test "$(cd "$dest" 2>/dev/null && pwd -P)" != / || fail "DEST is /"
 
 rm -rf "$dest"
 mkdir -p "$dest/usr/local/bin" "$dest/etc/ssl/certs"
@@ -32,17 +38,11 @@ strip -o "$dest/usr/local/bin/greeter-server" "$binary"
 # "libssl.so.3 => /lib/x86_64-linux-gnu/libssl.so.3 (0x…)" for a library and
 # "/lib64/ld-linux-x86-64.so.2 (0x…)" for the loader. cp -L copies the file a symlink names.
 libs=$(ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
-test -n "$libs" || { echo "rootfs.sh: ldd found no libraries in $binary (static? not an ELF for this system?)" >&2; exit 1; }
+test -n "$libs" || fail "ldd found no libraries in $binary (static? not an ELF for this system?)"
 for lib in $libs; do
     mkdir -p "$dest$(dirname "$lib")"
     cp -L "$lib" "$dest$lib"
 done
-if ldd "$binary" | grep -q 'not found'; then
-    echo "rootfs.sh: $binary links libraries this system lacks:" >&2
-    ldd "$binary" | grep 'not found' >&2
-    exit 1
-fi
-
 # C-core's TLS (through OpenSSL) trusts the system's roots, found at Debian's path.
 cp -L "$certs" "$dest$certs"
 

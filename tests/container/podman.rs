@@ -70,6 +70,7 @@ pub struct Image {
 pub fn image() -> &'static Image {
     static IMAGE: OnceLock<Image> = OnceLock::new();
     IMAGE.get_or_init(|| {
+        tools::podman(); // installed first, so the build's time below is the build's
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         let binary = PathBuf::from(example("server").get_program());
         let context = work_dir().join("context");
