@@ -187,7 +187,7 @@ fn runs_read_only_as_nonroot_without_capabilities_and_serves_the_four_patterns()
     }
     assert_eq!(container.inspect()["HostConfig"]["Memory"].as_u64(), Some(deployment.memory_limit));
 
-    let greeter = blocking::Greeter::connect(&grpc, Duration::from_secs(30));
+    let greeter = blocking::Greeter::new(&grpc, Duration::from_secs(30));
     assert_all_four_patterns(&greeter, "container");
     let rss_served = container.rss_kib();
 
@@ -274,13 +274,13 @@ fn sigterm_drains_then_lets_a_subscription_finish_and_exits_0_within_the_grace_p
     assert_eq!(status(), ServingStatus::NOT_SERVING, "the watcher hears it first");
     // What the readiness probe sees now, so Kubernetes takes the pod out of the Service.
     assert_eq!(check(&probe.0, probe.1).ok(), Some(ServingStatus::NOT_SERVING));
-    let late = blocking::Greeter::connect(&grpc, Duration::from_secs(10));
+    let late = blocking::Greeter::new(&grpc, Duration::from_secs(10));
     assert_eq!(late.say_hello("during the drain").unwrap(), "Hello during the drain", "a call during the drain");
 
     // Once the drain is over, new calls are refused (CANCELLED when the call's headers were
     // already in, docs/operations.md says)...
     let refused = loop {
-        let greeter = blocking::Greeter::connect(&grpc, Duration::from_secs(5));
+        let greeter = blocking::Greeter::new(&grpc, Duration::from_secs(5));
         match greeter.say_hello("after the drain") {
             Ok(_) => std::thread::sleep(Duration::from_millis(50)),
             Err(e) => {
