@@ -260,7 +260,8 @@ fn abandoned_chats_and_reflection_streams_end_with_their_calls() {
     churn(CALLS_PER_WAY, move |_| {
         use greeter::proto::reflection::v1::{server_reflection_request::Message_request, *};
         let client = ServerReflectionClient::new(channel.clone());
-        let (mut sink, mut answers) = client.server_reflection_info().unwrap();
+        let (mut sink, mut answers) =
+            client.server_reflection_info_opt(CallOption::default().timeout(Duration::from_secs(30))).unwrap();
         let ask = ServerReflectionRequest {
             message_request: Some(Message_request::ListServices(String::new())),
             ..Default::default()

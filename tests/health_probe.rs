@@ -59,7 +59,7 @@ fn during_a_graceful_shutdown_the_probe_is_told_not_serving_before_the_port_clos
     let addr = server.addr.clone();
     // A health watcher (as a balancing client keeps), which makes the server drain.
     let health = HealthClient::new(server.channel());
-    let mut watch = health.watch(&HealthCheckRequest::default()).unwrap();
+    let mut watch = health.watch_opt(&HealthCheckRequest::default(), common::deadline()).unwrap();
     let status = |w: &mut grpcio::ClientSStreamReceiver<_>| {
         let reply: greeter::proto::health::HealthCheckResponse = block_on(w.try_next()).unwrap().expect("a status");
         reply.status.enum_value_or_default()

@@ -466,7 +466,7 @@ fn one_server_survives_every_case_in_a_row() {
 
     let server = TestServer::start(common::local());
     let client = server.raw_client();
-    let (mut sink, mut replies) = client.chat().unwrap();
+    let (mut sink, mut replies) = client.chat_opt(common::deadline()).unwrap();
     let mut chat = |text: &str| {
         block_on(async {
             let msg = ChatMessage { user: "bystander".into(), message: text.into(), ..Default::default() };
@@ -546,10 +546,10 @@ fn after_abuse_every_call_is_released_and_handled() {
     let mut dropped = Vec::new();
     for _ in 0..10 {
         // Each has its first tick, or its first reply: running on the server when dropped.
-        let mut ticks = client.get_stock_price(&common::tsmc()).unwrap();
+        let mut ticks = client.get_stock_price_opt(&common::tsmc(), common::deadline()).unwrap();
         futures::executor::block_on(ticks.try_next()).unwrap().unwrap();
         dropped.push(ticks);
-        let (mut sink, mut replies) = client.chat().unwrap();
+        let (mut sink, mut replies) = client.chat_opt(common::deadline()).unwrap();
         futures::executor::block_on(async {
             use futures::SinkExt as _;
             let msg = greeter::proto::ChatMessage { message: "hi".into(), ..Default::default() };

@@ -21,7 +21,7 @@ fn a_chat_message_over_the_cap_is_invalid_argument_naming_the_limit() {
 
     // Lock-step, because a grpcio client drops replies still unread when a status arrives.
     let client = server.raw_client(); // kept: it owns the completion queue the call runs on
-    let (mut sink, mut replies) = client.chat().unwrap();
+    let (mut sink, mut replies) = client.chat_opt(common::deadline()).unwrap();
     let message = |text: String| {
         (ChatMessage { user: "Rust".into(), message: text, ..Default::default() }, WriteFlags::default())
     };
@@ -49,11 +49,11 @@ fn one_subscription_over_the_cap_is_resource_exhausted() {
     let client = server.raw_client();
     let req = common::tsmc();
 
-    let mut open: Vec<_> = (0..2).map(|_| client.get_stock_price(&req).unwrap()).collect();
+    let mut open: Vec<_> = (0..2).map(|_| client.get_stock_price_opt(&req, common::deadline()).unwrap()).collect();
     for stream in &mut open {
         block_on(stream.try_next()).unwrap().unwrap();
     }
-    let mut third = client.get_stock_price(&req).unwrap();
+    let mut third = client.get_stock_price_opt(&req, common::deadline()).unwrap();
     let err = block_on(third.try_next()).unwrap_err();
     assert_eq!(status_code(&err), RpcStatusCode::RESOURCE_EXHAUSTED);
     assert!(format!("{err:?}").contains("the limit (max_subscriptions) is 2"), "{err:?}");
@@ -61,7 +61,7 @@ fn one_subscription_over_the_cap_is_resource_exhausted() {
     // Cancelling one frees its place.
     drop(open.pop());
     wait_until("a place is free", || server.scrape().subscriptions_active() == 1.0);
-    let mut again = client.get_stock_price(&req).unwrap();
+    let mut again = client.get_stock_price_opt(&req, common::deadline()).unwrap();
     assert!(block_on(again.try_next()).unwrap().is_some());
 }
 
@@ -74,7 +74,7 @@ fn calls_beyond_max_concurrent_streams_wait_for_a_free_stream() {
     let client = server.raw_client(); // one connection for all three calls
     let req = common::tsmc();
 
-    let streams: Vec<_> = (0..3).map(|_| client.get_stock_price(&req).unwrap()).collect();
+    let streams: Vec<_> = (0..3).map(|_| client.get_stock_price_opt(&req, common::deadline()).unwrap()).collect();
     let reader = std::thread::spawn(move || {
         let tick_counts = streams.into_iter().map(|stream| block_on(stream.try_collect::<Vec<_>>()).map(|t| t.len()));
         tick_counts.collect::<Result<Vec<_>, _>>()
@@ -118,7 +118,7 @@ fn a_client_pinging_too_often_is_sent_away() {
         .connect(&server.addr);
     let client = GreeterClient::new(channel);
     let req = common::tsmc();
-    let mut stream = client.get_stock_price(&req).unwrap();
+    let mut stream = client.get_stock_price_opt(&req, common::deadline()).unwrap();
     block_on(stream.try_next()).unwrap().unwrap();
     let err = block_on(stream.try_next()).unwrap_err();
     assert_eq!(status_code(&err), RpcStatusCode::UNAVAILABLE, "{err:?}");

@@ -89,7 +89,7 @@ fn a_known_sequence_of_calls_gives_exact_counts() {
     assert_eq!(client.chat("m", &["a".to_owned(), "b".to_owned()], |_| {}).unwrap().len(), 2);
 
     // RecordMetrics with a NaN: INVALID_ARGUMENT after two messages.
-    let (mut sink, summary) = raw.record_metrics().unwrap();
+    let (mut sink, summary) = raw.record_metrics_opt(common::deadline()).unwrap();
     block_on(async {
         sink.send((Metric { value: 1.0, ..Default::default() }, WriteFlags::default())).await.unwrap();
         // The server may answer before this send completes: the call is then already over.
@@ -99,7 +99,7 @@ fn a_known_sequence_of_calls_gives_exact_counts() {
     assert_eq!(status_code(&block_on(summary).unwrap_err()), RpcStatusCode::INVALID_ARGUMENT);
 
     // A stream the client cancels after its first tick.
-    let mut cancelled = raw.get_stock_price(&common::tsmc()).unwrap();
+    let mut cancelled = raw.get_stock_price_opt(&common::tsmc(), common::deadline()).unwrap();
     block_on(cancelled.next()).unwrap().unwrap();
     cancelled.cancel();
     drop(cancelled);
@@ -178,8 +178,8 @@ fn a_known_sequence_of_calls_gives_exact_counts() {
 fn open_chats_and_subscriptions_are_gauges() {
     let server = server();
     let raw = server.raw_client();
-    let (mut chat, mut replies) = raw.chat().unwrap();
-    let mut stream = raw.get_stock_price(&common::tsmc()).unwrap();
+    let (mut chat, mut replies) = raw.chat_opt(common::deadline()).unwrap();
+    let mut stream = raw.get_stock_price_opt(&common::tsmc(), common::deadline()).unwrap();
     block_on(async {
         chat.send((ChatMessage { message: "hi".into(), ..Default::default() }, WriteFlags::default())).await.unwrap();
         replies.try_next().await.unwrap().unwrap();

@@ -330,7 +330,7 @@ fn a_client_stream_over_the_body_limit_gets_resource_exhausted() {
     use futures::{SinkExt as _, StreamExt as _};
     let front = Front::start(0);
     let greeter = Greeter::new(&front.addr(), Duration::from_secs(30));
-    let (mut sink, summary) = greeter.raw().record_metrics().unwrap();
+    let (mut sink, summary) = greeter.raw().record_metrics_opt(common::deadline()).unwrap();
     let mut metric = greeter::proto::Metric { value: 1.5, ..Default::default() };
     metric.special_fields.mut_unknown_fields().add_length_delimited(15, vec![0; 1 << 20]);
     let mut metrics =

@@ -73,7 +73,7 @@ fn cancelling_a_stock_stream_stops_the_ticker_at_once() {
 
     let client = server.raw_client();
     let req = common::tsmc();
-    let mut stream = client.get_stock_price(&req).unwrap();
+    let mut stream = client.get_stock_price_opt(&req, common::deadline()).unwrap();
     block_on(stream.next()).unwrap().unwrap();
     stream.cancel();
     drop(stream);
@@ -96,7 +96,7 @@ fn cancelling_after_two_ticks_stops_the_ticker_before_a_third() {
 
     let client = server.raw_client();
     let req = common::tsmc();
-    let mut stream = client.get_stock_price(&req).unwrap();
+    let mut stream = client.get_stock_price_opt(&req, common::deadline()).unwrap();
     for _ in 0..2 {
         block_on(stream.next()).unwrap().unwrap();
     }
@@ -197,7 +197,7 @@ fn chat_answers_each_message_as_the_server() {
 fn chat_in_lock_step_answers_1000_messages_in_order() {
     let server = TestServer::with_interval(FAST);
     let client = server.raw_client();
-    let (mut sink, mut replies) = client.chat().unwrap();
+    let (mut sink, mut replies) = client.chat_opt(common::deadline()).unwrap();
     block_on(async {
         for i in 0..1000 {
             let msg = ChatMessage { user: "Rust".into(), message: format!("message {i}"), ..Default::default() };
@@ -252,7 +252,7 @@ fn twenty_concurrent_pipelined_chats_get_every_reply_in_order() {
         .map(|c| {
             let client = server.raw_client();
             std::thread::spawn(move || {
-                let (mut sink, replies) = client.chat().unwrap();
+                let (mut sink, replies) = client.chat_opt(common::deadline()).unwrap();
                 let sending = std::thread::spawn(move || {
                     block_on(async {
                         for i in 0..1000 {

@@ -95,7 +95,7 @@ fn request(question: Question) -> v1::ServerReflectionRequest {
 fn one_v1_stream_answers_in_order_and_stays_open_after_not_found() {
     let server = TestServer::start(common::local());
     let client = v1::ServerReflectionClient::new(server.channel());
-    let (mut sink, mut answers) = client.server_reflection_info().unwrap();
+    let (mut sink, mut answers) = client.server_reflection_info_opt(common::deadline()).unwrap();
     block_on(async {
         let questions = [
             Question::ListServices(String::new()),
@@ -121,7 +121,7 @@ fn one_v1_stream_answers_in_order_and_stays_open_after_not_found() {
 fn v1alpha_answers_like_v1() {
     let server = TestServer::start(common::local());
     let client = v1alpha::ServerReflectionClient::new(server.channel());
-    let (mut sink, mut answers) = client.server_reflection_info().unwrap();
+    let (mut sink, mut answers) = client.server_reflection_info_opt(common::deadline()).unwrap();
     block_on(async {
         let question = v1alpha::ServerReflectionRequest {
             message_request: Some(v1alpha::server_reflection_request::Message_request::FileByFilename(
@@ -145,7 +145,7 @@ fn reflection_can_be_turned_off() {
     config.reflection = false;
     let server = TestServer::start(config);
     let client = v1::ServerReflectionClient::new(server.channel());
-    let (mut sink, mut answers) = client.server_reflection_info().unwrap();
+    let (mut sink, mut answers) = client.server_reflection_info_opt(common::deadline()).unwrap();
     let err = block_on(async {
         let _ = sink.send((request(Question::ListServices(String::new())), WriteFlags::default())).await;
         answers.try_next().await.unwrap_err()

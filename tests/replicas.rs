@@ -146,7 +146,9 @@ fn a_call_after_not_serving(drain: &str) -> Result<String, ClientError> {
     use greeter::proto::health::{HealthCheckRequest, HealthClient};
     let replica = replica(0, &["--drain", drain]);
     let watcher = Greeter::new(&replica.addr(), Duration::from_secs(30));
-    let mut watch = HealthClient::new(watcher.channel().clone()).watch(&HealthCheckRequest::default()).unwrap();
+    let mut watch = HealthClient::new(watcher.channel().clone())
+        .watch_opt(&HealthCheckRequest::default(), common::deadline())
+        .unwrap();
     let status = |w: &mut grpcio::ClientSStreamReceiver<greeter::proto::health::HealthCheckResponse>| {
         futures::executor::block_on(futures::TryStreamExt::try_next(w)).unwrap().unwrap().status.enum_value_or_default()
     };

@@ -87,7 +87,7 @@ fn health_is_serving_once_started_and_not_serving_when_shutdown_begins() {
         .into_iter()
         .map(|service| {
             let req = HealthCheckRequest { service: service.into(), ..Default::default() };
-            let mut watch = health.watch(&req).unwrap();
+            let mut watch = health.watch_opt(&req, common::deadline()).unwrap();
             let first = block_on(watch.try_next()).unwrap().unwrap();
             assert_eq!(first.status.enum_value_or_default(), ServingStatus::SERVING, "{service:?}");
             (service, watch)
@@ -121,7 +121,7 @@ fn graceful_shutdown_lets_an_in_flight_stream_finish() {
 
     let client = server.raw_client();
     let req = common::tsmc();
-    let mut stream = client.get_stock_price(&req).unwrap();
+    let mut stream = client.get_stock_price_opt(&req, common::deadline()).unwrap();
     let mut ticks = vec![block_on(stream.try_next()).unwrap().unwrap()];
 
     let stopping = std::thread::spawn(move || server.shutdown());
@@ -147,7 +147,7 @@ fn shutdown_cancels_calls_still_running_after_the_grace_period() {
 
     let client = server.raw_client();
     let req = common::tsmc();
-    let mut stream = client.get_stock_price(&req).unwrap();
+    let mut stream = client.get_stock_price_opt(&req, common::deadline()).unwrap();
     block_on(stream.try_next()).unwrap().unwrap();
 
     let outcome = server.shutdown();

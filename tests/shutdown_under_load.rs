@@ -54,15 +54,16 @@ fn calls_in_flight_finish_ok_newcomers_are_refused_and_the_server_stops_in_time(
     let symbol = common::tsmc();
 
     // Everything is open and has exchanged a message before shutdown begins.
-    let mut stocks: Vec<_> = (0..EACH).map(|_| client.get_stock_price(&symbol).unwrap()).collect();
+    let mut stocks: Vec<_> =
+        (0..EACH).map(|_| client.get_stock_price_opt(&symbol, common::deadline()).unwrap()).collect();
     for s in &mut stocks {
         block_on(s.try_next()).unwrap().expect("first tick");
     }
-    let mut uploads: Vec<_> = (0..EACH).map(|_| client.record_metrics().unwrap()).collect();
+    let mut uploads: Vec<_> = (0..EACH).map(|_| client.record_metrics_opt(common::deadline()).unwrap()).collect();
     for (sink, _) in &mut uploads {
         block_on(sink.send(metric(1.0))).unwrap();
     }
-    let mut chats: Vec<_> = (0..EACH).map(|_| client.chat().unwrap()).collect();
+    let mut chats: Vec<_> = (0..EACH).map(|_| client.chat_opt(common::deadline()).unwrap()).collect();
     for (sink, replies) in &mut chats {
         block_on(sink.send(chat("before"))).unwrap();
         assert_eq!(block_on(replies.try_next()).unwrap().unwrap().message, "Server received: before");
@@ -133,11 +134,12 @@ fn streams_outliving_the_grace_period_end_with_a_clean_status() {
     let server = server(grace, 1000, Vec::new()); // streams that would run 100 s
     let client: GreeterClient = server.raw_client();
     let symbol = common::tsmc();
-    let mut stocks: Vec<_> = (0..EACH).map(|_| client.get_stock_price(&symbol).unwrap()).collect();
+    let mut stocks: Vec<_> =
+        (0..EACH).map(|_| client.get_stock_price_opt(&symbol, common::deadline()).unwrap()).collect();
     for s in &mut stocks {
         block_on(s.try_next()).unwrap().expect("first tick");
     }
-    let mut chats: Vec<_> = (0..EACH).map(|_| client.chat().unwrap()).collect();
+    let mut chats: Vec<_> = (0..EACH).map(|_| client.chat_opt(common::deadline()).unwrap()).collect();
     for (sink, _) in &mut chats {
         block_on(sink.send(chat("hello"))).unwrap();
     }

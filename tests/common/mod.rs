@@ -82,6 +82,12 @@ impl TestServer {
     }
 }
 
+/// A raw call's options: a deadline, so a call that never ends fails its test instead of
+/// hanging the test binary.
+pub fn deadline() -> grpcio::CallOption {
+    grpcio::CallOption::default().timeout(Duration::from_secs(60))
+}
+
 /// The tutorial's server on a free loopback port.
 pub fn local() -> ServerConfig {
     ServerConfig { addr: "127.0.0.1:0".to_owned(), ..ServerConfig::default() }
