@@ -76,6 +76,7 @@
 //! - [`patterns`]: the logic of the four calls, for a reader; [`proto`]: the generated types.
 //! - [`interop`]: gRPC's official interop harness, for its examples and tests.
 
+mod authz;
 mod call;
 mod client;
 mod compression;
