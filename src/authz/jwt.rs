@@ -14,9 +14,11 @@
 //! Every failure has its own [`TokenError`] variant, with a message for the caller and the
 //! logs that never contains the token.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
@@ -277,6 +279,59 @@ pub(crate) struct JwtVerifier {
     /// One per algorithm: jsonwebtoken wants every algorithm of a `Validation` to be of the
     /// key's family.
     validations: Vec<(Algorithm, Validation)>,
+    verified: VerifiedTokens,
+}
+
+/// Tokens verified lately. A client sends the same token on every call until it nears its
+/// expiry, and checking a signature costs from a hundred microseconds (EdDSA) to a
+/// millisecond (ES256): a token seen before is looked up instead, while its `exp` and `nbf`
+/// still hold and the keys have not been reloaded since.
+struct VerifiedTokens {
+    entries: Mutex<HashMap<u64, Verified>>,
+    hasher: RandomState,
+}
+
+struct Verified {
+    token: Box<str>,
+    principal: RequestPrincipal,
+    exp: u64,
+    nbf: u64,
+    /// The key set's generation it was verified with.
+    keys: u64,
+}
+
+/// Tokens remembered at most; past that the cache starts over.
+const VERIFIED_TOKENS: usize = 1024;
+
+impl VerifiedTokens {
+    /// A token ends with its signature: its last bytes tell tokens apart.
+    fn slot(&self, token: &str) -> u64 {
+        let tail = &token.as_bytes()[token.len().saturating_sub(64)..];
+        self.hasher.hash_one((token.len(), tail))
+    }
+
+    fn get(&self, token: &str, keys: u64, now: u64) -> Option<RequestPrincipal> {
+        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let hit = entries.get(&self.slot(token))?;
+        let valid = *hit.token == *token
+            && hit.keys == keys
+            && now <= hit.exp.saturating_add(LEEWAY_SECS)
+            && hit.nbf <= now.saturating_add(LEEWAY_SECS);
+        valid.then(|| hit.principal.clone())
+    }
+
+    fn insert(&self, token: &str, verified: Verified) {
+        let slot = self.slot(token);
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if entries.len() >= VERIFIED_TOKENS {
+            entries.clear();
+        }
+        entries.insert(slot, verified);
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
 enum Keys {
@@ -290,6 +345,8 @@ enum Keys {
 struct Claims {
     sub: Option<serde_json::Value>,
     iss: Option<serde_json::Value>,
+    exp: Option<serde_json::Value>,
+    nbf: Option<serde_json::Value>,
 }
 
 impl JwtVerifier {
@@ -321,7 +378,14 @@ impl JwtVerifier {
             (alg, validation)
         };
         let validations = ASYMMETRIC.iter().map(|&alg| validation(alg)).collect();
-        Ok(JwtVerifier { issuer: settings.issuer.clone(), audience: settings.audience.clone(), keys, validations })
+        let verified = VerifiedTokens { entries: Mutex::default(), hasher: RandomState::new() };
+        Ok(JwtVerifier {
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            keys,
+            validations,
+            verified,
+        })
     }
 
     /// The JWKS file being watched, if keys come from one: its reload counters.
@@ -332,8 +396,30 @@ impl JwtVerifier {
         }
     }
 
-    /// Verifies `token` (without its `Bearer ` prefix) and names its caller.
+    /// Verifies `token` (without its `Bearer ` prefix) and names its caller; a token verified
+    /// before with the same keys is looked up, its times checked again.
     pub(crate) fn verify(&self, token: &str) -> Result<RequestPrincipal, TokenError> {
+        let keys = match &self.keys {
+            Keys::Jwks(watched) => watched.reloads(),
+            Keys::Pem(_) => 0,
+        };
+        if let Some(principal) = self.verified.get(token, keys, unix_now()) {
+            return Ok(principal);
+        }
+        let (principal, claims) = self.check(token)?;
+        let time = |claim: &Option<serde_json::Value>| claim.as_ref().and_then(serde_json::Value::as_f64);
+        let (exp, nbf) = (time(&claims.exp).unwrap_or(0.0) as u64, time(&claims.nbf).unwrap_or(0.0) as u64);
+        let verified = Verified { token: token.into(), principal: principal.clone(), exp, nbf, keys };
+        self.verified.insert(token, verified);
+        Ok(principal)
+    }
+
+    /// [`Self::verify`] without the cache: the signature is checked every time.
+    pub(crate) fn verify_uncached(&self, token: &str) -> Result<RequestPrincipal, TokenError> {
+        self.check(token).map(|(principal, _)| principal)
+    }
+
+    fn check(&self, token: &str) -> Result<(RequestPrincipal, Claims), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             ErrorKind::InvalidAlgorithmName | ErrorKind::Json(_) => TokenError::Malformed(
                 "its header is not a JWT header with a supported \"alg\" (RS*, PS*, ES256, ES384, EdDSA)".into(),
@@ -384,7 +470,7 @@ impl JwtVerifier {
                     let (Some(iss), Some(sub)) = (text(&data.claims.iss), text(&data.claims.sub)) else {
                         return Err(TokenError::Malformed("its \"iss\" or \"sub\" is not a string".into()));
                     };
-                    return Ok(RequestPrincipal { name: format!("{iss}/{sub}") });
+                    return Ok((RequestPrincipal { name: format!("{iss}/{sub}") }, data.claims));
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => last = Some(key.label.clone()),
                 Err(e) => return Err(self.explain(token, e.into_kind(), &key.label)),
@@ -519,6 +605,31 @@ mod tests {
         }
         // Within the leeway, a just-expired token still passes.
         verifier.verify(&with(&|c| c["exp"] = (now() - LEEWAY_SECS / 2).into())).unwrap();
+    }
+
+    #[test]
+    fn a_token_verified_before_is_looked_up_until_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let (private, public) = ed25519();
+        let verifier = verifier(dir.path(), &[&public]);
+        let fresh = token(&private, None, claims());
+        assert_eq!(verifier.verify(&fresh), verifier.verify_uncached(&fresh));
+        assert_eq!(verifier.verify(&fresh).unwrap().name(), "https://issuer.example/billing");
+        // Looked up while its exp holds; checked again once it is past (and the leeway).
+        let slot = verifier.verified.slot(&fresh);
+        let remembered = |exp: u64| {
+            let mut entries = verifier.verified.entries.lock().unwrap();
+            let entry = entries.get_mut(&slot).unwrap();
+            entry.principal = RequestPrincipal::for_tests("from the cache");
+            entry.exp = exp;
+        };
+        remembered(now() + 600);
+        assert_eq!(verifier.verify(&fresh).unwrap().name(), "from the cache");
+        remembered(now() - LEEWAY_SECS - 1);
+        assert_eq!(verifier.verify(&fresh).unwrap().name(), "https://issuer.example/billing");
+        // Another token with the same tail is not mistaken for it.
+        let forged = format!("x{}", &fresh[1..]);
+        assert_eq!(verifier.verify(&forged).unwrap_err().reason(), "malformed");
     }
 
     #[test]
