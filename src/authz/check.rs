@@ -29,6 +29,17 @@ pub(crate) struct AuthzSettings {
     pub(crate) refresh: Duration,
 }
 
+/// The authorizer could not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AuthzError {
+    /// A policy file is unreadable or invalid; the message names the file, the rule and
+    /// where possible the line and column.
+    #[error(transparent)]
+    Policy(#[from] WatchError),
+    #[error("cannot start the audit log's writer thread: {0}")]
+    AuditLog(std::io::Error),
+}
+
 /// The policies in force, and the stdout audit logger they share.
 pub(crate) struct Authorizer {
     peer_policy: Option<Watched<Policy>>,
@@ -69,14 +80,14 @@ pub(crate) struct Denial {
 impl Authorizer {
     /// Loads the policies (an error names the file, the line and the rule) and starts
     /// watching them; `None` when no policy is configured.
-    pub(crate) fn start(settings: &AuthzSettings) -> Result<Option<Self>, WatchError> {
+    pub(crate) fn start(settings: &AuthzSettings) -> Result<Option<Self>, AuthzError> {
         if settings.peer_policy.is_none() && settings.token_policy.is_none() {
             return Ok(None);
         }
         let watch = |path: &Option<PathBuf>| path.as_ref().map(|p| Watched::start(p, settings.refresh)).transpose();
         let peer_policy = watch(&settings.peer_policy)?;
         let token_policy = watch(&settings.token_policy)?;
-        let audit = AuditLog::stdout().map_err(|source| WatchError::Thread { what: "audit log", source })?;
+        let audit = AuditLog::stdout().map_err(AuthzError::AuditLog)?;
         Ok(Some(Authorizer { peer_policy, token_policy, audit }))
     }
 

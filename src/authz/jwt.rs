@@ -59,7 +59,7 @@ pub(crate) enum JwtSetupError {
     Jwks(#[from] WatchError),
     #[error("cannot read the JWT key {}: {source}", path.display())]
     PemRead { path: PathBuf, source: std::io::Error },
-    #[error("the JWT key {} is not a PEM public key of a type tokens are verified with (RSA, EC P-256/P-384, Ed25519)", path.display())]
+    #[error("the JWT key {} is not an RSA, EC (P-256, P-384) or Ed25519 public key in PEM", path.display())]
     PemKey { path: PathBuf },
     #[error("no JWT key given: name a JWKS file or at least one PEM public key")]
     NoKeys,
@@ -84,8 +84,11 @@ pub(crate) enum TokenError {
     WrongAudience { found: String, expected: String },
     #[error("the bearer token's signature does not verify with {key}")]
     BadSignature { key: String },
-    #[error("the bearer token is signed by {0}, which is not among the keys this server trusts")]
-    UnknownKey(String),
+    #[error("{}", match kid {
+        Some(kid) => format!("the bearer token names the key {kid}, which is not among the keys this server trusts"),
+        None => format!("the bearer token names no key (\"kid\") of the {keys} this server trusts"),
+    })]
+    UnknownKey { kid: Option<String>, keys: usize },
     #[error("the bearer token is signed with {alg}, which {why}")]
     DisallowedAlgorithm { alg: String, why: String },
 }
@@ -101,7 +104,7 @@ impl TokenError {
             TokenError::WrongIssuer { .. } => "wrong_issuer",
             TokenError::WrongAudience { .. } => "wrong_audience",
             TokenError::BadSignature { .. } => "bad_signature",
-            TokenError::UnknownKey(_) => "unknown_key",
+            TokenError::UnknownKey { .. } => "unknown_key",
             TokenError::DisallowedAlgorithm { .. } => "disallowed_algorithm",
         }
     }
@@ -442,14 +445,10 @@ impl JwtVerifier {
             _ => true,
         };
         let mut candidates: Vec<&Key> = set.keys.iter().filter(named).collect();
-        if header.kid.is_none() && candidates.iter().filter(|k| k.kid.is_some()).count() > 1 {
-            return Err(TokenError::UnknownKey(format!(
-                "no key id (\"kid\"), and the key set has {} keys to choose from",
-                candidates.len()
-            )));
-        }
-        if candidates.is_empty() {
-            return Err(TokenError::UnknownKey(format!("the key {:?}", header.kid.as_deref().unwrap_or_default())));
+        let with_kids = candidates.iter().filter(|k| k.kid.is_some()).count();
+        if candidates.is_empty() || (header.kid.is_none() && with_kids > 1) {
+            let kid = header.kid.as_deref().map(|kid| short(&format!("{kid:?}")));
+            return Err(TokenError::UnknownKey { kid, keys: set.keys.len() });
         }
         let unfit = candidates.clone();
         candidates.retain(|key| key.algorithms.contains(&alg));
