@@ -85,6 +85,7 @@
 //! - [`grpcio`], [`protobuf`], [`opentelemetry`], [`opentelemetry_sdk`]: the crates whose types
 //!   the API uses, re-exported.
 
+mod authz;
 mod call;
 mod client;
 mod compression;

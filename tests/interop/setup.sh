@@ -191,10 +191,11 @@ step="go build"
 key=$({ go env GOVERSION; cd "$HERE" &&
   find go tutorial -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort | xargs sha256sum; } | digest)
 if fresh gobuild "$key" "$BIN/interop-client" "$BIN/interop-server" "$BIN/vectors-go" "$BIN/lb-client" \
-  "$BIN/otel-client" "$BIN/otel-server" "$BIN/scale-driver" "$BIN/compress-check" "$BIN/otlp-sink" "$BIN/tutorial-client"; then
+  "$BIN/otel-client" "$BIN/otel-server" "$BIN/scale-driver" "$BIN/compress-check" "$BIN/otlp-sink" "$BIN/tutorial-client" \
+  "$BIN/authz-server"; then
   say "Go binaries up to date"
 else
-  say "building interop-client, interop-server, vectors-go, lb-client, otel-client, otel-server, scale-driver, compress-check, otlp-sink, tutorial-client into $BIN"
+  say "building interop-client, interop-server, vectors-go, lb-client, otel-client, otel-server, scale-driver, compress-check, otlp-sink, authz-server, tutorial-client into $BIN"
   (cd "$HERE/go" && go build -buildvcs=false -o "$BIN/" ./cmd/...)
   (cd "$HERE/tutorial" && go build -buildvcs=false -o "$BIN/tutorial-client" ./client)
   stamp gobuild "$key"

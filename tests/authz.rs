@@ -1,0 +1,1073 @@
+//! Authorization, answer for answer against grpc-go. Every case of `tests/authz/cases.json` (a
+//! gRFC A43 policy file under `tests/authz/policies/`, a caller, a method, metadata, and the
+//! status grpc-go gives) runs against each target of [`TARGETS`], and each must give the
+//! expected status:
+//!
+//! - `grpc-go`: grpc-go's own `authz.NewFileWatcher` interceptors
+//!   (`tests/interop/go/cmd/authz-server`);
+//! - `engine`: our policy engine (`src/authz`, compiled into this test), judging the facts
+//!   grpcio gives a server for the same call: a grpcio server's checker captures the method,
+//!   the metadata and the peer's identity (`principals_from_auth_context`) and aborts the call.
+//!
+//! A target is one function `fn(&Case, &Fixture) -> Answer`; a server that enforces policies
+//! joins by adding its function to [`TARGETS`].
+//!
+//! Also here: a policy reloaded while calls flow and a broken reload (grpc-go and our
+//! watcher, side by side), A59's audit lines (grpc-go's and ours), the names a certificate
+//! gives (Go's `crypto/x509` and ours through grpcio), and the bearer-token cases of
+//! `tests/authz/jwt_cases.json`, which only our engine has.
+//!
+//! Needs a TLS build (the default features): callers present certificates.
+#![cfg(tls)]
+
+mod common;
+
+#[path = "../src/authz/mod.rs"]
+mod authz;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read as _};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::executor::block_on;
+use futures::{SinkExt, TryStreamExt};
+use grpcio::{
+    CallOption, ChannelBuilder, ChannelCredentialsBuilder, CheckResult, EnvBuilder, Marshaller, MetadataBuilder,
+    Method, MethodType, RpcContext, RpcStatus, RpcStatusCode, ServerBuilder, ServerChecker, ServerCredentials,
+    ServerCredentialsBuilder, ServiceBuilder, WriteFlags,
+};
+use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, SanType};
+use serde::Deserialize;
+
+use authz::audit::{json_line, AuditEvent};
+use authz::check::DENIED_MESSAGE;
+use authz::identity::{principals_from_auth_context, CertNames, PeerIdentity};
+use authz::jwt::{bearer_token, JwtKeys, JwtSettings, JwtVerifier, KeySet};
+use authz::policy::Policy;
+use authz::watch::Watched;
+use authz::{CallFacts, Principals, CONTENT_TYPE};
+use common::pki::{Issued, Pki};
+use common::process::{output_within, KillOnDrop};
+use common::tools::tools;
+
+const CASES: &str = "tests/authz/cases.json";
+const JWT_CASES: &str = "tests/authz/jwt_cases.json";
+
+/// How long any one call may take on a loaded machine.
+const CALL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A target: what it answers to a case.
+type Target = fn(&Case, &Fixture) -> Answer;
+
+/// The targets every case runs against: add a server here as one more function.
+const TARGETS: &[(&str, Target)] = &[("grpc-go", grpc_go), ("engine", engine)];
+
+// ---------------------------------------------------------------------------------------
+// The case table
+
+#[derive(Deserialize)]
+struct Table {
+    identities: HashMap<String, Identity>,
+    cases: Vec<Case>,
+}
+
+/// What a client certificate says.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Identity {
+    #[serde(default)]
+    uris: Vec<String>,
+    #[serde(default)]
+    dns: Vec<String>,
+    /// Attributes in certificate order: `["CN", "x"]`, or a dotted OID for others.
+    #[serde(default)]
+    subject: Vec<(String, String)>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    policy: String,
+    /// "plaintext", "tls" (no client certificate), or the name of an identity.
+    #[serde(default)]
+    caller: Option<String>,
+    #[serde(default)]
+    call: Option<String>,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    /// A status code name, or "REFUSED": the policy does not load.
+    expect: String,
+}
+
+/// What a target answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    Code(RpcStatusCode),
+    /// The policy was not loaded; why.
+    Refused(String),
+}
+
+impl Answer {
+    fn matches(&self, expect: &str) -> bool {
+        match self {
+            Answer::Refused(_) => expect == "REFUSED",
+            Answer::Code(code) => code_name(*code) == expect,
+        }
+    }
+}
+
+fn code_name(code: RpcStatusCode) -> String {
+    let debug = format!("{code:?}"); // "7-PERMISSION_DENIED"
+    debug.split_once('-').map_or(debug.clone(), |(_, name)| name.to_owned())
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Certificates and callers
+
+/// The CA, the server's certificate, and one client certificate per identity, as files.
+struct Fixture {
+    table: Table,
+    pki: Pki,
+    dir: tempfile::TempDir,
+    clients: HashMap<String, Issued>,
+    /// Our capture servers, one plaintext and one TLS, made on first use.
+    capture: Mutex<HashMap<bool, Arc<CaptureServer>>>,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let text = std::fs::read_to_string(repo().join(CASES)).unwrap();
+        let table: Table = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{CASES}: {e}"));
+        let pki = Pki::new("authz test CA");
+        let dir = tempfile::tempdir().unwrap();
+        let server = pki.server();
+        std::fs::write(dir.path().join("ca.pem"), pki.ca_pem()).unwrap();
+        std::fs::write(dir.path().join("server.pem"), &server.cert).unwrap();
+        std::fs::write(dir.path().join("server.key"), &server.key).unwrap();
+        let clients = table.identities.iter().map(|(name, id)| (name.clone(), issue(&pki, id))).collect();
+        Fixture { table, pki, dir, clients, capture: Mutex::default() }
+    })
+}
+
+/// A client certificate with exactly `id`'s names and subject.
+fn issue(pki: &Pki, id: &Identity) -> Issued {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = DistinguishedName::new();
+    for (kind, value) in &id.subject {
+        let kind = match kind.as_str() {
+            "CN" => DnType::CommonName,
+            "O" => DnType::OrganizationName,
+            "OU" => DnType::OrganizationalUnitName,
+            "C" => DnType::CountryName,
+            "L" => DnType::LocalityName,
+            "ST" => DnType::StateOrProvinceName,
+            oid => DnType::CustomDnType(oid.split('.').map(|arc| arc.parse().unwrap()).collect()),
+        };
+        params.distinguished_name.push(kind, value.as_str());
+    }
+    for uri in &id.uris {
+        params.subject_alt_names.push(SanType::URI(uri.as_str().try_into().unwrap()));
+    }
+    for dns in &id.dns {
+        params.subject_alt_names.push(SanType::DnsName(dns.as_str().try_into().unwrap()));
+    }
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    pki.sign(params)
+}
+
+impl Fixture {
+    fn file(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// A channel to `addr` as `caller` calls: plaintext, TLS without a certificate, or mutual
+    /// TLS with an identity's certificate.
+    fn channel(&self, addr: &str, caller: &str) -> grpcio::Channel {
+        let env = Arc::new(EnvBuilder::new().cq_count(1).build());
+        let builder = ChannelBuilder::new(env);
+        if caller == "plaintext" {
+            return builder.connect(addr);
+        }
+        let mut creds = ChannelCredentialsBuilder::new().root_cert(self.pki.ca_pem());
+        if caller != "tls" {
+            let issued = self.clients.get(caller).unwrap_or_else(|| panic!("no identity {caller:?} in {CASES}"));
+            creds = creds.cert(issued.cert.clone().into_bytes(), issued.key.clone().into_bytes());
+        }
+        builder.set_credentials(creds.build()).connect(addr)
+    }
+}
+
+/// A raw message codec: the cases send fixed bytes and ignore what comes back.
+fn ser(bytes: &Vec<u8>, buf: &mut grpcio::GrpcSlice) -> grpcio::Result<()> {
+    *buf = grpcio::GrpcSlice::from(bytes.as_slice());
+    Ok(())
+}
+fn de(mut reader: grpcio::MessageReader) -> grpcio::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader.read_to_end(&mut bytes).map_err(|e| grpcio::Error::Codec(Box::new(e)))?;
+    Ok(bytes)
+}
+const BYTES: Marshaller<Vec<u8>> = Marshaller { ser, de };
+
+/// The methods both servers have, their kinds, and a request each accepts (the empty
+/// message, but for reflection: `list_services: ""`).
+const METHODS: &[(&str, MethodType, &[u8])] = &[
+    ("/greeter.Greeter/SayHello", MethodType::Unary, b""),
+    ("/greeter.Greeter/GetStockPrice", MethodType::ServerStreaming, b""),
+    ("/greeter.Greeter/RecordMetrics", MethodType::ClientStreaming, b""),
+    ("/greeter.Greeter/Chat", MethodType::Duplex, b""),
+    ("/grpc.health.v1.Health/Check", MethodType::Unary, b""),
+    ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", MethodType::Duplex, b"\x3a\x00"),
+    ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", MethodType::Duplex, b"\x3a\x00"),
+];
+
+fn method(path: &str) -> (Method<Vec<u8>, Vec<u8>>, Vec<u8>) {
+    let (ty, request) = METHODS
+        .iter()
+        .find(|(known, _, _)| *known == path)
+        .map_or((MethodType::Unary, &b""[..]), |(_, ty, request)| (*ty, *request));
+    // grpcio names methods with &'static str; a test makes a handful.
+    let name: &'static str = Box::leak(path.to_owned().into_boxed_str());
+    (Method { ty, name, req_mar: BYTES, resp_mar: BYTES }, request.to_vec())
+}
+
+/// Makes the call `path` with `headers` to its end; its status.
+fn call(channel: &grpcio::Channel, path: &str, headers: &[(String, String)]) -> RpcStatus {
+    let (method, request) = method(path);
+    let mut metadata = MetadataBuilder::new();
+    for (key, value) in headers {
+        if key.ends_with("-bin") {
+            metadata.add_bytes(key, value.as_bytes()).unwrap();
+        } else {
+            metadata.add_str(key, value).unwrap();
+        }
+    }
+    let opt = CallOption::default().headers(metadata.build()).timeout(CALL_DEADLINE);
+    let client = grpcio::Client::new(channel.clone());
+    let result: grpcio::Result<()> = match method.ty {
+        MethodType::Unary => client.unary_call(&method, &request, opt).map(drop),
+        MethodType::ServerStreaming => block_on(async {
+            let mut replies = client.server_streaming(&method, &request, opt)?;
+            while replies.try_next().await?.is_some() {}
+            Ok(())
+        }),
+        MethodType::ClientStreaming => block_on(async {
+            let (mut sink, reply) = client.client_streaming(&method, opt)?;
+            // A denied call may end before the request is sent: its status is in the reply.
+            let _ = sink.send((request, WriteFlags::default())).await;
+            let _ = sink.close().await;
+            reply.await.map(drop)
+        }),
+        MethodType::Duplex => block_on(async {
+            let (mut sink, mut replies) = client.duplex_streaming(&method, opt)?;
+            let _ = sink.send((request, WriteFlags::default())).await;
+            let _ = sink.close().await;
+            while replies.try_next().await?.is_some() {}
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => RpcStatus::ok(),
+        Err(grpcio::Error::RpcFailure(status)) => status,
+        Err(e) => panic!("{path}: the call failed outside gRPC: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// grpc-go's authz-server
+
+/// grpc-go's authz-server on a policy, killed when dropped; its stdout lines (audit lines)
+/// arrive on `lines`.
+struct GoServer {
+    _child: KillOnDrop,
+    addr: String,
+    lines: Receiver<String>,
+}
+
+enum GoStart {
+    Serving(GoServer),
+    Refused(String),
+}
+
+impl GoServer {
+    fn start(policy: &Path, tls: bool, refresh: Duration) -> GoStart {
+        let fixture = fixture();
+        let mut cmd = tools().go_bin("authz-server");
+        cmd.arg("-policy").arg(policy).arg("-refresh").arg(format!("{}ms", refresh.as_millis()));
+        if tls {
+            cmd.args(["-tls-cert", &fixture.file("server.pem"), "-tls-key", &fixture.file("server.key")]);
+            cmd.args(["-tls-client-ca", &fixture.file("ca.pem"), "-client-cert", "optional"]);
+        }
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut stderr = child.stderr.take().unwrap();
+        let child = KillOnDrop(child);
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (err_tx, err_text) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            let _ = err_tx.send(text);
+        });
+        match lines.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => {
+                let port = line.strip_prefix("LISTENING ").unwrap_or_else(|| panic!("authz-server printed {line:?}"));
+                GoStart::Serving(GoServer { _child: child, addr: format!("127.0.0.1:{port}"), lines })
+            }
+            Err(_) => {
+                // It exited (stdout closed) or hung: either way its stderr says why.
+                drop(child);
+                let text = err_text.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
+                assert!(text.contains("POLICY REFUSED"), "authz-server failed otherwise:\n{text}");
+                GoStart::Refused(text)
+            }
+        }
+    }
+}
+
+fn policy_path(name: &str) -> PathBuf {
+    repo().join("tests/authz/policies").join(name)
+}
+
+fn grpc_go(case: &Case, fixture: &Fixture) -> Answer {
+    let caller = case.caller.as_deref().unwrap_or("plaintext");
+    let server = match GoServer::start(&policy_path(&case.policy), caller != "plaintext", Duration::from_secs(60)) {
+        GoStart::Serving(server) => server,
+        GoStart::Refused(why) => return Answer::Refused(why),
+    };
+    let path = case.call.as_deref().unwrap_or_else(|| panic!("{}: a policy that loads needs a call", case.name));
+    let status = call(&fixture.channel(&server.addr, caller), path, &case.headers);
+    if status.code() == RpcStatusCode::PERMISSION_DENIED {
+        assert_eq!(status.message(), DENIED_MESSAGE, "{}: grpc-go's denial message", case.name);
+    }
+    Answer::Code(status.code())
+}
+
+// ---------------------------------------------------------------------------------------
+// Our engine, on what grpcio gives a server
+
+/// What a grpcio server's checker saw of one call.
+#[derive(Clone, Debug)]
+struct Captured {
+    path: String,
+    headers: Vec<(String, Vec<u8>)>,
+    peer: PeerIdentity,
+    /// C-core's own rendering of the subject, for comparison.
+    x509_subject: Option<String>,
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Option<Captured>>>);
+
+/// The status the capture server ends every known call with, once it saw it.
+const CAPTURED: RpcStatusCode = RpcStatusCode::ABORTED;
+
+impl ServerChecker for Capture {
+    fn check(&mut self, ctx: &RpcContext) -> CheckResult {
+        let headers = ctx.request_headers().iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let auth = ctx.auth_context();
+        let x509_subject = auth.as_ref().and_then(|auth| {
+            auth.into_iter().find(|p| p.name() == "x509_subject").map(|p| String::from_utf8_lossy(p.value()).into())
+        });
+        let peer = auth.as_ref().map_or_else(PeerIdentity::plaintext, principals_from_auth_context);
+        let path = String::from_utf8_lossy(ctx.method()).into_owned();
+        *self.0.lock().unwrap() = Some(Captured { path, headers, peer, x509_subject });
+        CheckResult::Abort(RpcStatus::with_message(CAPTURED, "captured".into()))
+    }
+    fn box_clone(&self) -> Box<dyn ServerChecker> {
+        Box::new(self.clone())
+    }
+}
+
+/// A grpcio server with the methods of [`METHODS`] whose checker captures each call.
+struct CaptureServer {
+    server: Mutex<grpcio::Server>,
+    addr: String,
+    seen: Capture,
+    /// One call at a time: the capture slot is shared.
+    turn: Mutex<()>,
+}
+
+impl CaptureServer {
+    fn start(tls: bool) -> Self {
+        let env = Arc::new(EnvBuilder::new().cq_count(1).build());
+        let mut service = ServiceBuilder::new();
+        for (path, _, _) in METHODS {
+            let (method, _) = method(path);
+            // Never run: the checker ends every call first.
+            service = match method.ty {
+                MethodType::Unary => service.add_unary_handler(&method, |_, _, _| {}),
+                MethodType::ServerStreaming => service.add_server_streaming_handler(&method, |_, _, _| {}),
+                MethodType::ClientStreaming => service.add_client_streaming_handler(&method, |_, _, _| {}),
+                MethodType::Duplex => service.add_duplex_streaming_handler(&method, |_, _, _| {}),
+            };
+        }
+        let seen = Capture::default();
+        let mut server =
+            ServerBuilder::new(env).register_service(service.build()).add_checker(seen.clone()).build().unwrap();
+        let creds = if tls {
+            let fixture = fixture();
+            let issued = fixture.pki.server();
+            ServerCredentialsBuilder::new()
+                .add_cert(issued.cert.into_bytes(), issued.key.into_bytes())
+                .root_cert(fixture.pki.ca_pem(), grpcio::CertificateRequestType::RequestClientCertificateAndVerify)
+                .build()
+        } else {
+            ServerCredentials::insecure()
+        };
+        let port = server.add_listening_port("127.0.0.1:0", creds).unwrap();
+        server.start();
+        CaptureServer { server: Mutex::new(server), addr: format!("127.0.0.1:{port}"), seen, turn: Mutex::default() }
+    }
+
+    /// Makes the call and returns what the server saw, or the status when no checker ran.
+    fn capture(&self, caller: &str, path: &str, headers: &[(String, String)]) -> Result<Captured, RpcStatusCode> {
+        let _turn = self.turn.lock().unwrap();
+        *self.seen.0.lock().unwrap() = None;
+        let status = call(&fixture().channel(&self.addr, caller), path, headers);
+        let seen = self.seen.0.lock().unwrap().take();
+        match (status.code(), seen) {
+            (CAPTURED, Some(seen)) => Ok(seen),
+            (code, None) => Err(code),
+            (code, Some(_)) => panic!("{path}: the checker ran but the call ended with {code:?}"),
+        }
+    }
+}
+
+impl Drop for CaptureServer {
+    fn drop(&mut self) {
+        let _ = block_on(self.server.lock().unwrap().shutdown());
+    }
+}
+
+impl Fixture {
+    fn capture_server(&self, tls: bool) -> Arc<CaptureServer> {
+        self.capture.lock().unwrap().entry(tls).or_insert_with(|| Arc::new(CaptureServer::start(tls))).clone()
+    }
+}
+
+impl Captured {
+    /// The call's facts as our server gives them to the engine: grpcio's metadata and
+    /// C-core's hidden `content-type`.
+    fn facts(&self) -> (Vec<(&str, &[u8])>, Principals<'_>) {
+        let mut headers: Vec<(&str, &[u8])> = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        headers.push(CONTENT_TYPE);
+        (headers, self.peer.principals())
+    }
+}
+
+fn engine(case: &Case, fixture: &Fixture) -> Answer {
+    let text = std::fs::read_to_string(policy_path(&case.policy)).unwrap();
+    let policy = match Policy::parse(&text) {
+        Ok(policy) => policy,
+        Err(e) => return Answer::Refused(e.to_string()),
+    };
+    let caller = case.caller.as_deref().unwrap_or("plaintext");
+    let path = case.call.as_deref().unwrap_or_else(|| panic!("{}: a policy that loads needs a call", case.name));
+    let seen = match fixture.capture_server(caller != "plaintext").capture(caller, path, &case.headers) {
+        Ok(seen) => seen,
+        // No checker ran: grpcio answered by itself (an unknown method).
+        Err(code) => return Answer::Code(code),
+    };
+    assert_eq!(seen.path, path);
+    let (headers, principals) = seen.facts();
+    let decision = policy.evaluate(&CallFacts { path, headers: &headers, principals });
+    Answer::Code(if decision.is_allowed() { RpcStatusCode::OK } else { RpcStatusCode::PERMISSION_DENIED })
+}
+
+// ---------------------------------------------------------------------------------------
+// The parity table
+
+#[test]
+fn every_case_gives_grpc_gos_answer_on_every_target() {
+    let fixture = fixture();
+    assert!(fixture.table.cases.len() >= 25, "the table is the point: keep it large");
+    let mut wrong = Vec::new();
+    for case in &fixture.table.cases {
+        for (target, run) in TARGETS {
+            let answer = run(case, fixture);
+            if !answer.matches(&case.expect) {
+                wrong.push(format!(
+                    "{target}: {} ({}): expected {}, got {answer:?}",
+                    case.name, case.policy, case.expect
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} answers differ:\n{}",
+        wrong.len(),
+        fixture.table.cases.len() * TARGETS.len(),
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn a_refused_policy_is_refused_with_the_place_to_fix() {
+    // Each refusal names where: the rule (or setting) and, for JSON errors, line and column.
+    let refusals = [
+        (
+            "forbidden_host.json",
+            "allow_rules[0] (rule \"by_header\"): request.headers[0]: the header \"Host\" cannot be matched",
+        ),
+        ("unknown_field.json", "allow_rules[0] (rule \"typo\").source: unknown field \"principal\""),
+        ("no_allow_rules.json", "the policy: \"allow_rules\" is not present"),
+        ("rule_without_name.json", "allow_rules[0]: \"name\" is not present"),
+        ("bad_audit_condition.json", "audit_logging_options.audit_condition: \"ALWAYS\" is not one of"),
+    ];
+    for (file, want) in refusals {
+        let err = Policy::parse(&std::fs::read_to_string(policy_path(file)).unwrap()).unwrap_err().to_string();
+        assert!(err.starts_with(want), "{file}: {err}");
+    }
+    let err = Policy::parse(&std::fs::read_to_string(policy_path("unknown_field.json")).unwrap()).unwrap_err();
+    assert!(err.to_string().ends_with("at line 4 column 43"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Reloads
+
+/// A policy file that the test rewrites, atomically (a rename), as an operator's tools do.
+struct PolicyFile {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl PolicyFile {
+    fn new(json: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let file = PolicyFile { path: dir.path().join("policy.json"), _dir: dir };
+        file.write(json);
+        file
+    }
+
+    fn write(&self, json: &str) {
+        let next = self.path.with_extension("next");
+        std::fs::write(&next, json).unwrap();
+        std::fs::rename(&next, &self.path).unwrap();
+    }
+}
+
+const ONLY_SAY_HELLO: &str =
+    r#"{"name": "v1", "allow_rules": [{"name": "say_hello", "request": {"paths": ["/greeter.Greeter/SayHello"]}}]}"#;
+const ONLY_CHAT: &str =
+    r#"{"name": "v2", "allow_rules": [{"name": "chat", "request": {"paths": ["/greeter.Greeter/Chat"]}}]}"#;
+const BROKEN: &str =
+    r#"{"name": "v3", "allow_rules": [{"name": "host", "request": {"headers": [{"key": "host", "values": ["*"]}]}}]}"#;
+
+/// Calls SayHello and Chat in turn until stopped; every status, in order.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<(String, RpcStatus)>>>,
+    latest: Arc<Mutex<HashMap<String, RpcStatusCode>>>,
+}
+
+impl Traffic {
+    fn start(addr: &str) -> Self {
+        let channel = fixture().channel(addr, "plaintext");
+        let stop = Arc::new(AtomicBool::new(false));
+        let latest = Arc::new(Mutex::new(HashMap::new()));
+        let (stop2, latest2) = (stop.clone(), latest.clone());
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop2.load(Ordering::Relaxed) {
+                for path in ["/greeter.Greeter/SayHello", "/greeter.Greeter/Chat"] {
+                    let status = call(&channel, path, &[]);
+                    latest2.lock().unwrap().insert(path.to_owned(), status.code());
+                    seen.push((path.to_owned(), status));
+                }
+            }
+            seen
+        });
+        Traffic { stop, thread: Some(thread), latest }
+    }
+
+    /// Waits until the latest answers are `want` (10 s at most: many refreshes).
+    fn until(&self, want: &[(&str, RpcStatusCode)], what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let latest = self.latest.lock().unwrap().clone();
+            if want.iter().all(|(path, code)| latest.get(*path) == Some(code)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: after 10 s the answers are still {latest:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop(mut self) -> Vec<(String, RpcStatus)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+#[test]
+fn a_reload_applies_while_calls_flow_and_a_broken_one_keeps_the_policy_in_force() {
+    let file = PolicyFile::new(ONLY_SAY_HELLO);
+    let refresh = Duration::from_millis(100);
+    let GoStart::Serving(go) = GoServer::start(&file.path, false, refresh) else { panic!("v1 is refused") };
+    let ours = Watched::<Policy>::start(&file.path, refresh).unwrap();
+    let (ok, denied) = (RpcStatusCode::OK, RpcStatusCode::PERMISSION_DENIED);
+    let ours_allows = |path: &str| {
+        ours.current().evaluate(&CallFacts { path, headers: &[], principals: Principals::UNAUTHENTICATED }).is_allowed()
+    };
+
+    let traffic = Traffic::start(&go.addr);
+    traffic.until(&[("/greeter.Greeter/SayHello", ok), ("/greeter.Greeter/Chat", denied)], "v1");
+    assert!(ours_allows("/greeter.Greeter/SayHello") && !ours_allows("/greeter.Greeter/Chat"));
+
+    file.write(ONLY_CHAT);
+    traffic.until(&[("/greeter.Greeter/SayHello", denied), ("/greeter.Greeter/Chat", ok)], "v2 after the reload");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ours.reloads() < 1 {
+        assert!(Instant::now() < deadline, "our watcher did not reload v2 within 10 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!ours_allows("/greeter.Greeter/SayHello") && ours_allows("/greeter.Greeter/Chat"));
+
+    file.write(BROKEN);
+    // Ten refreshes of ours see the broken file; grpc-go refreshes as often.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ours.failures() < 10 {
+        assert!(Instant::now() < deadline, "our watcher did not refresh 10 times within 20 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let seen = traffic.stop();
+    assert_eq!(ours.reloads(), 1, "the broken file was not loaded");
+    assert!(!ours_allows("/greeter.Greeter/SayHello") && ours_allows("/greeter.Greeter/Chat"), "v2 stays in force");
+
+    // No call failed for another reason; and once v2 answered, v1 never did again.
+    let mut v2 = false;
+    for (path, status) in &seen {
+        assert!([ok, denied].contains(&status.code()), "{path}: {status:?}");
+        let by_v2 = (path.ends_with("/Chat")) == (status.code() == ok);
+        assert!(by_v2 || !v2, "{path} answered by v1 after v2 took over: {status:?}");
+        v2 |= by_v2 && path.ends_with("/Chat");
+    }
+    // The calls after the broken write kept v2's answers (traffic.until saw v2 before it).
+    let last = &seen[seen.len() - 2..];
+    assert_eq!(last.iter().map(|(_, s)| s.code()).collect::<Vec<_>>(), [denied, ok], "grpc-go keeps v2 too");
+    drop(go);
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit lines
+
+/// A59's stdout audit line without its time, which differs by nature.
+fn without_timestamp(line: &str) -> String {
+    let mut json: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    let event = json["grpc_audit_log"].as_object_mut().unwrap_or_else(|| panic!("not an audit line: {line}"));
+    let time = event.remove("timestamp").unwrap_or_else(|| panic!("no timestamp in {line}"));
+    let time = time.as_str().unwrap();
+    assert!(time.ends_with('Z') || time.contains('+') || time.rfind('-') > Some(10), "timestamp {time}");
+    serde_json::to_string(&json).unwrap()
+}
+
+#[test]
+fn audit_lines_are_grpc_gos() {
+    let fixture = fixture();
+    let path = policy_path("audit.json");
+    let policy = Policy::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let GoStart::Serving(go) = GoServer::start(&path, true, Duration::from_secs(60)) else { panic!("refused") };
+    let calls = [
+        ("billing", "/greeter.Greeter/SayHello"),
+        ("billing", "/greeter.Greeter/Chat"),
+        ("tls", "/grpc.health.v1.Health/Check"),
+        ("batch", "/greeter.Greeter/GetStockPrice"),
+    ];
+    for (caller, method) in calls {
+        call(&fixture.channel(&go.addr, caller), method, &[]);
+        let go_line =
+            go.lines.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("{method}: no audit line"));
+
+        let seen = fixture.capture_server(true).capture(caller, method, &[]).unwrap();
+        let (headers, principals) = seen.facts();
+        let decision = policy.evaluate(&CallFacts { path: method, headers: &headers, principals });
+        assert!(policy.audits(&decision));
+        let event = AuditEvent {
+            rpc_method: method,
+            principal: seen.peer.spiffe_id.as_deref().unwrap_or_default(),
+            policy_name: decision.policy(),
+            matched_rule: &decision.matched_rule(),
+            authorized: decision.is_allowed(),
+        };
+        let ours = json_line(&event, SystemTime::now());
+        assert_eq!(without_timestamp(&ours), without_timestamp(&go_line), "{caller} {method}");
+        // Byte for byte, the time aside: the same keys in the same order.
+        let shape = |line: &str| line.split("\"timestamp\"").next().unwrap().to_owned();
+        assert_eq!(shape(&ours), shape(&go_line));
+    }
+    assert!(go.lines.recv_timeout(Duration::from_millis(300)).is_err(), "one line per call");
+}
+
+// ---------------------------------------------------------------------------------------
+// Identities
+
+#[derive(Deserialize, Debug)]
+struct GoNames {
+    uris: Vec<String>,
+    dns: Vec<String>,
+    subject: String,
+}
+
+#[test]
+fn a_certificate_names_its_holder_as_go_reads_it() {
+    let fixture = fixture();
+    let mut identities: Vec<(String, Identity)> =
+        fixture.table.identities.iter().map(|(n, i)| (n.clone(), i.clone())).collect();
+    identities.sort_by(|a, b| a.0.cmp(&b.0));
+    // And a few more subjects where Go and OpenSSL write names differently.
+    let extra = |subject: &[(&str, &str)]| Identity {
+        subject: subject.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..Identity::default()
+    };
+    identities
+        .push(("several".into(), extra(&[("C", "NL"), ("L", "Delft"), ("O", "Acme"), ("OU", "ops"), ("CN", "svc")])));
+    identities.push(("leading".into(), extra(&[("CN", " #lead;<x>"), ("ST", "Zuid-Holland")])));
+    identities.push(("unicode".into(), extra(&[("CN", "café ünïcode"), ("0.9.2342.19200300.100.1.1", "uid7")])));
+    identities.push(("empty".into(), Identity::default()));
+
+    let mut differ_from_openssl = 0;
+    for (name, identity) in &identities {
+        let made;
+        let issued = match fixture.clients.get(name) {
+            Some(issued) => issued,
+            None => {
+                made = issue(&fixture.pki, identity);
+                &made
+            }
+        };
+        let pem_path = fixture.dir.path().join(format!("{name}.pem"));
+        std::fs::write(&pem_path, &issued.cert).unwrap();
+        let mut describe = tools().go_bin("authz-server");
+        describe.arg("-describe-cert").arg(&pem_path);
+        let out = output_within(describe, "authz-server -describe-cert", Duration::from_secs(60));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let go: GoNames = serde_json::from_slice(&out.stdout).unwrap();
+
+        let ours = CertNames::from_pem(issued.cert.as_bytes()).unwrap();
+        assert_eq!((&ours.uris, &ours.dns, &ours.subject), (&go.uris, &go.dns, &go.subject), "{name}");
+
+        // Through grpcio: the names a server sees for a caller with this certificate.
+        let seen = if fixture.clients.contains_key(name) {
+            fixture.capture_server(true).capture(name, "/greeter.Greeter/SayHello", &[]).unwrap()
+        } else {
+            capture_with(fixture, issued)
+        };
+        let want = if !go.uris.is_empty() {
+            go.uris.clone()
+        } else if !go.dns.is_empty() {
+            go.dns.clone()
+        } else {
+            vec![go.subject.clone()]
+        };
+        assert!(seen.peer.tls, "{name}");
+        assert_eq!(seen.peer.names, want, "{name}: the names grpc-go matches");
+        if seen.x509_subject.as_deref() != Some(go.subject.as_str()) {
+            differ_from_openssl += 1;
+        }
+    }
+    // Why the subject is derived from the certificate: C-core's own differs for several.
+    assert!(differ_from_openssl >= 3, "C-core's x509_subject differs from Go's for {differ_from_openssl}");
+}
+
+/// A call with a certificate that is not one of the table's identities.
+fn capture_with(fixture: &Fixture, issued: &Issued) -> Captured {
+    let server = fixture.capture_server(true);
+    let env = Arc::new(EnvBuilder::new().cq_count(1).build());
+    let creds = ChannelCredentialsBuilder::new()
+        .root_cert(fixture.pki.ca_pem())
+        .cert(issued.cert.clone().into_bytes(), issued.key.clone().into_bytes())
+        .build();
+    let channel = ChannelBuilder::new(env).set_credentials(creds).connect(&server.addr);
+    let _turn = server.turn.lock().unwrap();
+    *server.seen.0.lock().unwrap() = None;
+    assert_eq!(call(&channel, "/greeter.Greeter/SayHello", &[]).code(), CAPTURED);
+    let seen = server.seen.0.lock().unwrap().take();
+    seen.unwrap()
+}
+
+#[test]
+fn a_plaintext_or_certificate_less_caller_has_no_names() {
+    let fixture = fixture();
+    let plaintext = fixture.capture_server(false).capture("plaintext", "/greeter.Greeter/SayHello", &[]).unwrap();
+    assert_eq!(plaintext.peer, PeerIdentity::plaintext());
+    let tls = fixture.capture_server(true).capture("tls", "/greeter.Greeter/SayHello", &[]).unwrap();
+    assert_eq!(tls.peer, PeerIdentity { tls: true, names: vec![], spiffe_id: None });
+    // What grpcio gives a checker of the metadata: the caller's and user-agent, as grpc-go's
+    // policies see them; not content-type, which the server adds (CONTENT_TYPE).
+    let keys: Vec<&str> = tls.headers.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["user-agent"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Bearer tokens (grpc-go has no request principals: our engine only)
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JwtTable {
+    #[allow(dead_code)] // for the reader of the file
+    about: String,
+    issuer: String,
+    audience: String,
+    token_policy: String,
+    cases: Vec<JwtCase>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct JwtCase {
+    name: String,
+    /// How the token is made; absent: the `authorization` values below are sent as they are.
+    #[serde(default)]
+    token: Option<TokenSpec>,
+    /// `authorization` values sent instead of `Bearer <token>` (none: no header).
+    #[serde(default)]
+    authorization: Option<Vec<String>>,
+    call: String,
+    /// "OK", "PERMISSION_DENIED", or "UNAUTHENTICATED <reason>".
+    expect: String,
+    /// The request principal a verified token gives.
+    #[serde(default)]
+    principal: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct TokenSpec {
+    /// A key of [`JwtKeys::make`].
+    key: String,
+    /// The header's `kid`; absent: the key's own; null: none.
+    #[serde(default, deserialize_with = "some")]
+    kid: Option<Option<String>>,
+    /// The header's `alg`, to sign with the key as an HMAC secret (`HS256`).
+    #[serde(default)]
+    alg: Option<String>,
+    /// Claims over the defaults (iss, aud, sub "billing", exp in 10 minutes); null drops one.
+    #[serde(default)]
+    claims: serde_json::Map<String, serde_json::Value>,
+    /// `exp` and `nbf` relative to now, in seconds.
+    #[serde(default)]
+    exp_in: Option<i64>,
+    #[serde(default)]
+    nbf_in: Option<i64>,
+}
+
+fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// The test's signing keys: name → (algorithm, kid, private PEM, the public key as a JWK).
+struct TestKey {
+    alg: jsonwebtoken::Algorithm,
+    kid: &'static str,
+    private_pem: String,
+    jwk: serde_json::Value,
+    public_pem: String,
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn test_key(alg: &'static rcgen::SignatureAlgorithm, kid: &'static str) -> TestKey {
+    let pair = rcgen::KeyPair::generate_for(alg).unwrap();
+    let raw = pair.public_key_raw();
+    let (alg, jwk) = if alg == &rcgen::PKCS_ED25519 {
+        (
+            jsonwebtoken::Algorithm::EdDSA,
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b64url(raw)}),
+        )
+    } else {
+        let (x, y) = raw[1..].split_at(32);
+        let jwk =
+            serde_json::json!({"kty": "EC", "crv": "P-256", "kid": kid, "x": b64url(x), "y": b64url(y), "use": "sig"});
+        (jsonwebtoken::Algorithm::ES256, jwk)
+    };
+    TestKey { alg, kid, private_pem: pair.serialize_pem(), jwk, public_pem: pair.public_key_pem() }
+}
+
+fn make_token(spec: &TokenSpec, keys: &HashMap<&str, TestKey>, issuer: &str, audience: &str) -> String {
+    let key = keys.get(spec.key.as_str()).unwrap_or_else(|| panic!("no test key {:?}", spec.key));
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let mut claims = serde_json::json!({"iss": issuer, "aud": audience, "sub": "billing", "exp": now + 600});
+    let object = claims.as_object_mut().unwrap();
+    if let Some(exp_in) = spec.exp_in {
+        object.insert("exp".into(), (now + exp_in).into());
+    }
+    if let Some(nbf_in) = spec.nbf_in {
+        object.insert("nbf".into(), (now + nbf_in).into());
+    }
+    for (name, value) in &spec.claims {
+        if value.is_null() {
+            object.remove(name);
+        } else {
+            object.insert(name.clone(), value.clone());
+        }
+    }
+    let kid = spec.kid.clone().unwrap_or_else(|| Some(key.kid.to_owned()));
+    match spec.alg.as_deref() {
+        None => {
+            let mut header = jsonwebtoken::Header::new(key.alg);
+            header.kid = kid;
+            let encoding = match key.alg {
+                jsonwebtoken::Algorithm::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(key.private_pem.as_bytes()),
+                _ => jsonwebtoken::EncodingKey::from_ec_pem(key.private_pem.as_bytes()),
+            };
+            jsonwebtoken::encode(&header, &claims, &encoding.unwrap()).unwrap()
+        }
+        // The key-confusion forgery: the public key's PEM used as an HMAC secret.
+        Some("HS256") => {
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+            header.kid = kid;
+            let secret = jsonwebtoken::EncodingKey::from_secret(key.public_pem.as_bytes()).unwrap();
+            jsonwebtoken::encode(&header, &claims, &secret).unwrap()
+        }
+        // Unsigned: the header {"alg":"none"} and an empty signature.
+        Some("none") => {
+            let signed = jsonwebtoken::encode(&jsonwebtoken::Header::new(key.alg), &claims, &{
+                match key.alg {
+                    jsonwebtoken::Algorithm::EdDSA => {
+                        jsonwebtoken::EncodingKey::from_ed_pem(key.private_pem.as_bytes())
+                    }
+                    _ => jsonwebtoken::EncodingKey::from_ec_pem(key.private_pem.as_bytes()),
+                }
+                .unwrap()
+            })
+            .unwrap();
+            format!("{}.{}.", b64url(br#"{"alg":"none"}"#), signed.split('.').nth(1).unwrap())
+        }
+        Some(other) => panic!("alg {other:?}: the table makes HS256 and none forgeries only"),
+    }
+}
+
+/// The JWKS the verifier trusts: the first two keys; the others sign forgeries.
+fn jwks(keys: &[&TestKey]) -> String {
+    serde_json::json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()}).to_string()
+}
+
+/// What our server would answer a call carrying `authorization` values: a bad token
+/// UNAUTHENTICATED with its reason, else the token policy's decision.
+fn token_answer(
+    verifier: &JwtVerifier,
+    policy: &Policy,
+    path: &str,
+    authorization: &[String],
+) -> (String, Option<String>) {
+    let headers: Vec<(&str, &[u8])> = authorization.iter().map(|v| ("authorization", v.as_bytes())).collect();
+    let principal = match bearer_token(&headers).and_then(|token| verifier.verify(token)) {
+        Ok(principal) => principal,
+        Err(e) => {
+            let message = e.to_string();
+            for value in authorization {
+                let token = value.get(7..).unwrap_or_default();
+                assert!(token.len() < 12 || !message.contains(token), "the message shows the token: {message}");
+            }
+            return (format!("UNAUTHENTICATED {}", e.reason()), None);
+        }
+    };
+    let decision = policy.evaluate(&CallFacts { path, headers: &headers, principals: principal.principals() });
+    let code = if decision.is_allowed() { "OK" } else { "PERMISSION_DENIED" };
+    (code.to_owned(), Some(principal.name().to_owned()))
+}
+
+#[test]
+fn every_token_case_gets_its_answer() {
+    let table: JwtTable = serde_json::from_str(&std::fs::read_to_string(repo().join(JWT_CASES)).unwrap())
+        .unwrap_or_else(|e| panic!("{JWT_CASES}: {e}"));
+    let keys: HashMap<&str, TestKey> = HashMap::from([
+        ("es256", test_key(&rcgen::PKCS_ECDSA_P256_SHA256, "es-1")),
+        ("ed25519", test_key(&rcgen::PKCS_ED25519, "ed-1")),
+        // Not in the JWKS: same kid as a trusted key, and a kid nobody knows.
+        ("stranger", test_key(&rcgen::PKCS_ECDSA_P256_SHA256, "es-1")),
+        ("unlisted", test_key(&rcgen::PKCS_ECDSA_P256_SHA256, "es-9")),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let jwks_path = dir.path().join("jwks.json");
+    std::fs::write(&jwks_path, jwks(&[&keys["es256"], &keys["ed25519"]])).unwrap();
+    let verifier = JwtVerifier::start(&JwtSettings {
+        issuer: table.issuer.clone(),
+        audience: table.audience.clone(),
+        keys: JwtKeys::Jwks { path: jwks_path, refresh: Duration::from_secs(60) },
+    })
+    .unwrap();
+    let policy = Policy::parse(&std::fs::read_to_string(policy_path(&table.token_policy)).unwrap()).unwrap();
+
+    assert!(table.cases.len() >= 15);
+    let mut wrong = Vec::new();
+    for case in &table.cases {
+        let authorization = match (&case.token, &case.authorization) {
+            (Some(spec), None) => vec![format!("Bearer {}", make_token(spec, &keys, &table.issuer, &table.audience))],
+            (None, Some(values)) => values.clone(),
+            (None, None) => vec![],
+            (Some(_), Some(_)) => panic!("{}: a token or authorization values, not both", case.name),
+        };
+        let (answer, principal) = token_answer(&verifier, &policy, &case.call, &authorization);
+        if answer != case.expect || (case.principal.is_some() && principal != case.principal) {
+            wrong.push(format!(
+                "{}: expected {} {:?}, got {answer} {principal:?}",
+                case.name, case.expect, case.principal
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{} of {} token cases differ:\n{}", wrong.len(), table.cases.len(), wrong.join("\n"));
+}
+
+#[test]
+fn a_rotated_jwks_applies_within_the_refresh() {
+    let old = test_key(&rcgen::PKCS_ECDSA_P256_SHA256, "2026-11");
+    let new = test_key(&rcgen::PKCS_ED25519, "2026-12");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, jwks(&[&old])).unwrap();
+    let settings = JwtSettings {
+        issuer: "https://issuer.example".into(),
+        audience: "greeter".into(),
+        keys: JwtKeys::Jwks { path: path.clone(), refresh: Duration::from_millis(50) },
+    };
+    let verifier = JwtVerifier::start(&settings).unwrap();
+    let keys = HashMap::from([("old", old), ("new", new)]);
+    let token = |key: &str| {
+        let spec =
+            TokenSpec { key: key.into(), kid: None, alg: None, claims: Default::default(), exp_in: None, nbf_in: None };
+        make_token(&spec, &keys, "https://issuer.example", "greeter")
+    };
+    verifier.verify(&token("old")).unwrap();
+    assert_eq!(verifier.verify(&token("new")).unwrap_err().reason(), "unknown_key");
+
+    std::fs::write(&path, jwks(&[&keys["new"]])).unwrap();
+    let watched: &Watched<KeySet> = verifier.jwks().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while watched.reloads() < 1 {
+        assert!(Instant::now() < deadline, "the JWKS was not reloaded within 10 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    verifier.verify(&token("new")).unwrap();
+    assert_eq!(verifier.verify(&token("old")).unwrap_err().reason(), "unknown_key");
+
+    std::fs::write(&path, "{\"keys\": [}").unwrap();
+    while watched.failures() < 2 {
+        assert!(Instant::now() < deadline + Duration::from_secs(10), "the broken JWKS was not noticed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    verifier.verify(&token("new")).unwrap();
+}
