@@ -17,7 +17,9 @@ use greeter::{
 /// Flags every client example takes.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
-    /// Server address: host:port, or any gRPC target (ipv4:a:p,b:p,… ipv6:… dns:///host:port).
+    /// Server address: host:port, or any gRPC target (ipv4:a:p,b:p,… ipv6:… dns:///host:port, or
+    /// xds:///NAME: the servers a service mesh's control plane names, found through the xDS
+    /// bootstrap in GRPC_XDS_BOOTSTRAP or GRPC_XDS_BOOTSTRAP_CONFIG).
     #[arg(long, default_value = "localhost:50051")]
     pub addr: String,
     /// How calls are spread over the addresses: pick_first, or round_robin (health-checked,

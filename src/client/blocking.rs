@@ -19,7 +19,8 @@ pub struct Greeter {
 }
 
 impl Greeter {
-    /// A client of `target` (`host:port`, or any gRPC target). Nothing is dialled until the
+    /// A client of `target`: `host:port`, or any target [`crate::Greeter::new`] takes
+    /// (`ipv4:…`, `dns:///…`, `xds:///NAME` with an xDS bootstrap). Nothing is dialled until the
     /// first call; every call must finish within `timeout`. For TLS and the other settings,
     /// build the async client ([`crate::Greeter::builder`]) and convert it (`From`).
     pub fn new(target: &str, timeout: Duration) -> Self {

@@ -206,6 +206,12 @@ impl Greeter {
     /// A client of `target`: `host:port`, or any gRPC target such as
     /// `ipv4:127.0.0.1:50081,127.0.0.1:50082` or `dns:///greeter.example:50051`. Nothing is
     /// dialled until the first call; every call must finish within `timeout`.
+    ///
+    /// `xds:///NAME` takes the servers from a service mesh's control plane (Istio, Traffic
+    /// Director, any xDS server), which C-core finds in the bootstrap that `GRPC_XDS_BOOTSTRAP`
+    /// (a file) or `GRPC_XDS_BOOTSTRAP_CONFIG` (its JSON) gives the process: set one before the
+    /// first `xds:` channel, which reads it for the whole process. See docs/operations.md,
+    /// "Behind a service mesh (xDS)".
     pub fn new(target: &str, timeout: Duration) -> Self {
         Self::with_channel(channel_builder(env::shared()), target, timeout)
     }
@@ -274,7 +280,8 @@ impl Greeter {
     /// futures and streams it goes into stay `'static`.
     fn error(&self, call: &'static str) -> impl Fn(grpcio::Error) -> ClientError + Clone + Send + Sync + 'static {
         let target = self.target.clone();
-        move |e| ClientError::from_grpc(call, &target, e)
+        let channel = self.channel.clone();
+        move |e| ClientError::from_grpc(call, &target, e).on_channel(channel.check_connectivity_state(false))
     }
 
     /// Level 1: the server's greeting for `name`.
