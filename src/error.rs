@@ -19,6 +19,10 @@ pub enum ServerError {
     TraceExport { endpoint: String, source: std::io::Error },
     #[error("cannot write the access log to {to}: {source}")]
     AccessLog { to: String, source: std::io::Error },
+    /// A policy or key file is unreadable or invalid: the message names it, its rule and,
+    /// where it can, its line.
+    #[error("cannot enforce the authorization settings: {0}")]
+    Authorization(String),
     #[error(transparent)]
     Tls(#[from] TlsError),
 }

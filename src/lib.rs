@@ -105,7 +105,9 @@ pub use client::{blocking, Greeter, GreeterBuilder, LoadBalancing, Token, TokenF
 pub use compression::Compression;
 pub use error::{ClientError, ServerError};
 pub use patterns::config::GreeterConfig;
-pub use server::{GracefulShutdown, GreeterServer, ServerConfig, ShutdownOutcome};
+pub use server::{
+    Authorization, GracefulShutdown, GreeterServer, ServerConfig, ShutdownOutcome, TokenCheck, TokenKeys,
+};
 pub use telemetry::{AccessLog, ClientTracing, TraceExport};
 pub use tls::{ClientCert, ClientTls, ServerTls, TlsError};
 pub use transport::TransportLimits;

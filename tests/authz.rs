@@ -22,6 +22,9 @@
 
 mod common;
 
+// The crate's authorization layer itself, compiled into this program (its items are
+// `pub(crate)`); what this program does not use of it is no concern here.
+#[allow(dead_code)]
 #[path = "../src/authz/mod.rs"]
 mod authz;
 
@@ -54,6 +57,7 @@ use authz::{CallFacts, Principals, CONTENT_TYPE};
 use common::pki::{Issued, Pki};
 use common::process::{output_within, KillOnDrop};
 use common::tools::tools;
+use greeter::{Authorization, ClientCert, ServerError, ServerTls, TokenCheck, TokenKeys};
 
 const CASES: &str = "tests/authz/cases.json";
 const JWT_CASES: &str = "tests/authz/jwt_cases.json";
@@ -65,7 +69,7 @@ const CALL_DEADLINE: Duration = Duration::from_secs(30);
 type Target = fn(&Case, &Fixture) -> Answer;
 
 /// The targets every case runs against: add a server here as one more function.
-const TARGETS: &[(&str, Target)] = &[("grpc-go", grpc_go), ("engine", engine)];
+const TARGETS: &[(&str, Target)] = &[("grpc-go", grpc_go), ("engine", engine), ("our server", our_server)];
 
 // ---------------------------------------------------------------------------------------
 // The case table
@@ -362,6 +366,48 @@ fn grpc_go(case: &Case, fixture: &Fixture) -> Answer {
 }
 
 // ---------------------------------------------------------------------------------------
+// Our server
+
+/// Our server enforcing `policy` (refreshed every `refresh`), with /metrics, over TLS (client
+/// certificates optional, like the Go server's) unless `tls` is false; or why it refused
+/// the policy.
+fn our_server_on(policy: &Path, tls: bool, refresh: Duration) -> Result<greeter::GreeterServer, String> {
+    let fixture = fixture();
+    let mut config = common::local();
+    config.metrics_addr = Some("127.0.0.1:0".to_owned());
+    config.authorization = Some(Authorization { policy: Some(policy.to_owned()), refresh, ..Authorization::default() });
+    if tls {
+        let (cert, key, ca) = (fixture.file("server.pem"), fixture.file("server.key"), fixture.file("ca.pem"));
+        let files = ServerTls::from_files(Path::new(&cert), Path::new(&key), Some(Path::new(&ca))).unwrap();
+        config.tls = Some(ServerTls { client_cert: ClientCert::Optional, ..files });
+    }
+    match config.start() {
+        Ok(server) => Ok(server),
+        Err(e @ ServerError::Authorization(_)) => Err(e.to_string()),
+        Err(e) => panic!("our server did not start: {e}"),
+    }
+}
+
+fn our_server(case: &Case, fixture: &Fixture) -> Answer {
+    let caller = case.caller.as_deref().unwrap_or("plaintext");
+    let server = match our_server_on(&policy_path(&case.policy), caller != "plaintext", Duration::from_secs(60)) {
+        Ok(server) => server,
+        Err(why) => return Answer::Refused(why),
+    };
+    let path = case.call.as_deref().unwrap_or_else(|| panic!("{}: a policy that loads needs a call", case.name));
+    let status = call(&fixture.channel(&format!("127.0.0.1:{}", server.port()), caller), path, &case.headers);
+    if status.code() == RpcStatusCode::PERMISSION_DENIED {
+        assert_eq!(status.message(), DENIED_MESSAGE, "{}: our denial message", case.name);
+        // Refused before any handler: counted as refused by the policy, no message sent.
+        let metrics = common::scrape::scrape(server.metrics_local_addr().unwrap());
+        let (service, method) = path.trim_start_matches('/').split_once('/').unwrap();
+        let labels = [("grpc_service", service), ("grpc_method", method), ("reason", "policy")];
+        assert_eq!(metrics.get("greeter_authz_refused_total", &labels), Some(1.0), "{}", case.name);
+    }
+    Answer::Code(status.code())
+}
+
+// ---------------------------------------------------------------------------------------
 // Our engine, on what grpcio gives a server
 
 /// What a grpcio server's checker saw of one call.
@@ -625,6 +671,8 @@ fn a_reload_applies_while_calls_flow_and_a_broken_one_keeps_the_policy_in_force(
     let refresh = Duration::from_millis(100);
     let GoStart::Serving(go) = GoServer::start(&file.path, false, refresh) else { panic!("v1 is refused") };
     let ours = Watched::<Policy>::start(&file.path, refresh).unwrap();
+    let our_server = our_server_on(&file.path, false, refresh).expect("v1 loads");
+    let our_traffic = Traffic::start(&format!("127.0.0.1:{}", our_server.port()));
     let (ok, denied) = (RpcStatusCode::OK, RpcStatusCode::PERMISSION_DENIED);
     let ours_allows = |path: &str| {
         ours.current().evaluate(&CallFacts { path, headers: &[], principals: Principals::UNAUTHENTICATED }).is_allowed()
@@ -632,10 +680,15 @@ fn a_reload_applies_while_calls_flow_and_a_broken_one_keeps_the_policy_in_force(
 
     let traffic = Traffic::start(&go.addr);
     traffic.until(&[("/greeter.Greeter/SayHello", ok), ("/greeter.Greeter/Chat", denied)], "v1");
+    our_traffic.until(&[("/greeter.Greeter/SayHello", ok), ("/greeter.Greeter/Chat", denied)], "v1, our server");
     assert!(ours_allows("/greeter.Greeter/SayHello") && !ours_allows("/greeter.Greeter/Chat"));
 
     file.write(ONLY_CHAT);
     traffic.until(&[("/greeter.Greeter/SayHello", denied), ("/greeter.Greeter/Chat", ok)], "v2 after the reload");
+    our_traffic.until(
+        &[("/greeter.Greeter/SayHello", denied), ("/greeter.Greeter/Chat", ok)],
+        "v2 after the reload, our server",
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while ours.reloads() < 1 {
         assert!(Instant::now() < deadline, "our watcher did not reload v2 within 10 s");
@@ -650,21 +703,33 @@ fn a_reload_applies_while_calls_flow_and_a_broken_one_keeps_the_policy_in_force(
         assert!(Instant::now() < deadline, "our watcher did not refresh 10 times within 20 s");
         std::thread::sleep(Duration::from_millis(10));
     }
+    let reload_failures = || {
+        common::scrape::scrape(our_server.metrics_local_addr().unwrap())
+            .value("greeter_authz_policy_reload_failures_total")
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reload_failures() < 10.0 {
+        assert!(Instant::now() < deadline, "our server counted fewer than 10 broken refreshes within 20 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let seen = traffic.stop();
+    let our_seen = our_traffic.stop();
     assert_eq!(ours.reloads(), 1, "the broken file was not loaded");
     assert!(!ours_allows("/greeter.Greeter/SayHello") && ours_allows("/greeter.Greeter/Chat"), "v2 stays in force");
 
     // No call failed for another reason; and once v2 answered, v1 never did again.
-    let mut v2 = false;
-    for (path, status) in &seen {
-        assert!([ok, denied].contains(&status.code()), "{path}: {status:?}");
-        let by_v2 = (path.ends_with("/Chat")) == (status.code() == ok);
-        assert!(by_v2 || !v2, "{path} answered by v1 after v2 took over: {status:?}");
-        v2 |= by_v2 && path.ends_with("/Chat");
+    for (server, seen) in [("grpc-go", &seen), ("our server", &our_seen)] {
+        let mut v2 = false;
+        for (path, status) in seen {
+            assert!([ok, denied].contains(&status.code()), "{server}: {path}: {status:?}");
+            let by_v2 = (path.ends_with("/Chat")) == (status.code() == ok);
+            assert!(by_v2 || !v2, "{server}: {path} answered by v1 after v2 took over: {status:?}");
+            v2 |= by_v2 && path.ends_with("/Chat");
+        }
+        // The calls after the broken write kept v2's answers (traffic.until saw v2 before it).
+        let last = &seen[seen.len() - 2..];
+        assert_eq!(last.iter().map(|(_, s)| s.code()).collect::<Vec<_>>(), [denied, ok], "{server} keeps v2");
     }
-    // The calls after the broken write kept v2's answers (traffic.until saw v2 before it).
-    let last = &seen[seen.len() - 2..];
-    assert_eq!(last.iter().map(|(_, s)| s.code()).collect::<Vec<_>>(), [denied, ok], "grpc-go keeps v2 too");
     drop(go);
 }
 
@@ -1011,6 +1076,22 @@ fn every_token_case_gets_its_answer() {
     })
     .unwrap();
     let policy = Policy::parse(&std::fs::read_to_string(policy_path(&table.token_policy)).unwrap()).unwrap();
+    // Our server, checking the same tokens against the same JWKS and token policy.
+    let mut config = common::local();
+    config.metrics_addr = Some("127.0.0.1:0".to_owned());
+    config.authorization = Some(Authorization {
+        token_policy: Some(policy_path(&table.token_policy)),
+        tokens: Some(TokenCheck {
+            issuer: table.issuer.clone(),
+            audience: table.audience.clone(),
+            keys: TokenKeys::Jwks(dir.path().join("jwks.json")),
+            required: true,
+        }),
+        ..Authorization::default()
+    });
+    let server = config.start().unwrap();
+    let channel = fixture().channel(&format!("127.0.0.1:{}", server.port()), "plaintext");
+    let scrape = || common::scrape::scrape(server.metrics_local_addr().unwrap());
 
     assert!(table.cases.len() >= 15);
     let mut wrong = Vec::new();
@@ -1027,6 +1108,52 @@ fn every_token_case_gets_its_answer() {
                 "{}: expected {} {:?}, got {answer} {principal:?}",
                 case.name, case.expect, case.principal
             ));
+        }
+        // Our server: the same code; a refused call refused before its handler ran (counted
+        // with its reason, no reply sent); the token never in the message.
+        let (service, method) = case.call.trim_start_matches('/').split_once('/').unwrap();
+        // Replies the method has sent, whatever its kind (the one label not given).
+        let sent_total = |m: &common::scrape::Metrics| -> f64 {
+            let (service, method) = (format!("grpc_service=\"{service}\""), format!("grpc_method=\"{method}\""));
+            m.0.lines()
+                .filter(|l| l.starts_with("grpc_server_msg_sent_total{") && l.contains(&service) && l.contains(&method))
+                .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+                .sum()
+        };
+        let before = scrape();
+        let headers: Vec<(String, String)> =
+            authorization.iter().map(|v| ("authorization".to_owned(), v.clone())).collect();
+        let status = call(&channel, &case.call, &headers);
+        let after = scrape();
+        let (code, reason) = case.expect.split_once(' ').unwrap_or((case.expect.as_str(), "policy"));
+        let ours = code_name(status.code());
+        if ours != code {
+            wrong.push(format!(
+                "our server: {}: expected {}, got {ours} {:?}",
+                case.name,
+                case.expect,
+                status.message()
+            ));
+        }
+        if code != "OK" {
+            let refused = [("grpc_service", service), ("grpc_method", method), ("reason", reason)];
+            let counted = after.get("greeter_authz_refused_total", &refused).unwrap_or(0.0)
+                - before.get("greeter_authz_refused_total", &refused).unwrap_or(0.0);
+            if counted != 1.0 || sent_total(&after) != sent_total(&before) {
+                wrong.push(format!(
+                    "our server: {}: refused {counted} times as {reason:?}; replies sent: {} → {}",
+                    case.name,
+                    sent_total(&before),
+                    sent_total(&after)
+                ));
+            }
+            for value in &authorization {
+                let token = value.get(7..).unwrap_or_default();
+                assert!(
+                    token.len() < 12 || !status.message().contains(token),
+                    "our server shows the token: {status:?}"
+                );
+            }
         }
     }
     assert!(wrong.is_empty(), "{} of {} token cases differ:\n{}", wrong.len(), table.cases.len(), wrong.join("\n"));

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use clap::Args;
 use greeter::{
-    blocking, AccessLog, ClientCert, ClientError, ClientTls, ClientTracing, Compression, GracefulShutdown, Greeter,
-    GreeterConfig, LoadBalancing, ServerConfig, ServerTls, TlsError, TokenFile, TraceExport, TransportLimits,
+    blocking, AccessLog, Authorization, ClientCert, ClientError, ClientTls, ClientTracing, Compression,
+    GracefulShutdown, Greeter, GreeterConfig, LoadBalancing, ServerConfig, ServerTls, TlsError, TokenCheck, TokenFile,
+    TokenKeys, TraceExport, TransportLimits,
 };
 
 /// Flags every client example takes.
@@ -157,6 +158,71 @@ pub struct ServerArgs {
     pub tls_client_cert: ClientCert,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub authz: AuthzArgs,
+}
+
+/// Who may call what (docs/security.md); see `greeter::Authorization`.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Authorization")]
+pub struct AuthzArgs {
+    /// A gRFC A43 policy (JSON, the file grpc-go's authz reads): who may call what, by TLS
+    /// peer identity; anything not allowed is PERMISSION_DENIED.
+    #[arg(long, value_name = "FILE")]
+    pub authz_policy: Option<PathBuf>,
+    /// A policy in the same format whose principals are bearer tokens' "iss/sub".
+    #[arg(long, value_name = "FILE", requires = "jwt_issuer")]
+    pub authz_token_policy: Option<PathBuf>,
+    /// How often the policy files (and --jwt-jwks) are read again.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub authz_policy_refresh: Duration,
+    /// Check bearer tokens: the issuer (iss) they must name.
+    #[arg(long, requires_all = ["jwt_audience"])]
+    pub jwt_issuer: Option<String>,
+    /// The audience (aud) bearer tokens must include.
+    #[arg(long, requires = "jwt_issuer")]
+    pub jwt_audience: Option<String>,
+    /// The keys that verify tokens: a JWKS file, read again every --authz-policy-refresh.
+    #[arg(long, value_name = "FILE", conflicts_with = "jwt_key")]
+    pub jwt_jwks: Option<PathBuf>,
+    /// A public key (PEM: RSA, EC, Ed25519) that verifies tokens; repeat for several.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_key: Vec<PathBuf>,
+    /// Refuse calls that carry no bearer token (UNAUTHENTICATED); without it, such a call
+    /// goes on without a token principal, for --authz-token-policy to judge.
+    #[arg(long, requires = "jwt_issuer")]
+    pub require_token: bool,
+}
+
+impl AuthzArgs {
+    /// The settings, when any flag asks for them.
+    pub fn authorization(&self) -> Result<Option<Authorization>, CliError> {
+        let tokens = match (&self.jwt_issuer, &self.jwt_audience) {
+            (Some(issuer), Some(audience)) => {
+                let keys = match (&self.jwt_jwks, self.jwt_key.is_empty()) {
+                    (Some(jwks), _) => TokenKeys::Jwks(jwks.clone()),
+                    (None, false) => TokenKeys::Pem(self.jwt_key.clone()),
+                    (None, true) => return Err(CliError::Needs("--jwt-issuer", "--jwt-jwks or --jwt-key")),
+                };
+                Some(TokenCheck {
+                    issuer: issuer.clone(),
+                    audience: audience.clone(),
+                    keys,
+                    required: self.require_token,
+                })
+            }
+            _ => None,
+        };
+        if self.authz_policy.is_none() && self.authz_token_policy.is_none() && tokens.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Authorization {
+            policy: self.authz_policy.clone(),
+            token_policy: self.authz_token_policy.clone(),
+            refresh: self.authz_policy_refresh,
+            tokens,
+        }))
+    }
 }
 
 /// The server's limits; see `greeter::TransportLimits` and `greeter::GreeterConfig` for
@@ -221,8 +287,9 @@ impl LimitArgs {
 }
 
 impl ServerArgs {
-    /// The server's config; fails only when a TLS file cannot be read.
-    pub fn config(&self) -> Result<ServerConfig, TlsError> {
+    /// The server's config; fails only when a TLS file cannot be read or the flags do not
+    /// go together.
+    pub fn config(&self) -> Result<ServerConfig, CliError> {
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(ServerTls {
                 client_cert: self.tls_client_cert,
@@ -256,6 +323,7 @@ impl ServerArgs {
                 None => AccessLog::Stderr,
             }),
             tls,
+            authorization: self.authz.authorization()?,
         })
     }
 }

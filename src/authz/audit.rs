@@ -72,8 +72,15 @@ impl AuditLog {
     }
 
     /// Lines lost because stdout could not keep up.
+    #[allow(dead_code)] // used by tests/authz.rs and examples/authz_bench.rs, which include this module
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// [`Self::dropped`] for a metrics counter, valid as long as anyone holds it.
+    pub(crate) fn dropped_counter(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let dropped = self.dropped.clone();
+        move || dropped.load(Ordering::Relaxed)
     }
 }
 

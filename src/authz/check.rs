@@ -140,8 +140,14 @@ impl Authorizer {
     }
 
     /// Audit lines dropped because stdout could not keep up.
+    #[allow(dead_code)] // used by tests/authz.rs and examples/authz_bench.rs, which include this module
     pub(crate) fn audit_lines_dropped(&self) -> u64 {
         self.audit.dropped()
+    }
+
+    /// [`Self::audit_lines_dropped`] for a metrics counter.
+    pub(crate) fn audit_lines_dropped_counter(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        self.audit.dropped_counter()
     }
 }
 

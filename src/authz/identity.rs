@@ -92,6 +92,7 @@ impl CertNames {
     }
 
     /// A PEM certificate (the first one of a chain).
+    #[allow(dead_code)] // used by tests/authz.rs and examples/authz_bench.rs, which include this module
     pub(crate) fn from_pem(pem: &[u8]) -> Result<Self, String> {
         let (_, pem) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| format!("not PEM: {e}"))?;
         CertNames::from_der(&pem.contents)
@@ -279,6 +280,7 @@ fn go_asn1_marshal_string(value: &str) -> Vec<u8> {
 /// The identity of the peer of a call, from grpcio's view of its connection. Parses the
 /// certificate: a server keeps the result in an [`IdentityCache`].
 #[cfg(tls)]
+#[allow(dead_code)] // used by tests/authz.rs and examples/authz_bench.rs, which include this module
 pub(crate) fn principals_from_auth_context(auth: &grpcio::AuthContext) -> PeerIdentity {
     match peer_certificate(auth) {
         None => PeerIdentity::plaintext(),
@@ -327,6 +329,11 @@ impl IdentityCache {
             plaintext: Arc::new(PeerIdentity::plaintext()),
             no_certificate: Arc::new(PeerIdentity::tls(None)),
         }
+    }
+
+    /// A peer on a plaintext connection.
+    pub(crate) fn plaintext(&self) -> Arc<PeerIdentity> {
+        self.plaintext.clone()
     }
 
     /// [`principals_from_auth_context`], remembered.

@@ -392,6 +392,7 @@ impl JwtVerifier {
     }
 
     /// The JWKS file being watched, if keys come from one: its reload counters.
+    #[allow(dead_code)] // used by tests/authz.rs and examples/authz_bench.rs, which include this module
     pub(crate) fn jwks(&self) -> Option<&Watched<KeySet>> {
         match &self.keys {
             Keys::Jwks(watched) => Some(watched),
@@ -418,6 +419,7 @@ impl JwtVerifier {
     }
 
     /// [`Self::verify`] without the cache: the signature is checked every time.
+    #[allow(dead_code)] // used by tests/authz.rs and examples/authz_bench.rs, which include this module
     pub(crate) fn verify_uncached(&self, token: &str) -> Result<RequestPrincipal, TokenError> {
         self.check(token).map(|(principal, _)| principal)
     }

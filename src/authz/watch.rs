@@ -44,6 +44,7 @@ pub(crate) enum WatchError {
 /// A file in force, reloaded every `refresh` by a thread that ends when this is dropped.
 pub(crate) struct Watched<T: Load> {
     shared: Arc<Shared<T>>,
+    #[allow(dead_code)] // read through `path()`, which the tests use
     path: PathBuf,
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -96,6 +97,7 @@ impl<T: Load> Watched<T> {
         self.shared.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
+    #[allow(dead_code)] // used by tests/authz.rs and examples/authz_bench.rs, which include this module
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -106,6 +108,7 @@ impl<T: Load> Watched<T> {
     }
 
     /// Refreshes that found the file unreadable or invalid (and kept the one in force).
+    #[allow(dead_code)] // used by tests/authz.rs and examples/authz_bench.rs, which include this module
     pub(crate) fn failures(&self) -> u64 {
         self.shared.failures.load(Ordering::Relaxed)
     }

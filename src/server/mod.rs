@@ -2,6 +2,7 @@
 //! config's own services, health and reflection through one [`Registrar`] with the server's
 //! observers, serves `/metrics` when asked, and shuts down gracefully (`shutdown.rs`).
 
+mod access;
 mod shutdown;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -21,7 +22,10 @@ use crate::telemetry::{AccessLog, AccessLogWriter, CallTrace, MetricsEndpoint, P
 use crate::tls::ServerTls;
 use crate::transport::{self, TransportLimits};
 
+pub use access::{Authorization, TokenCheck, TokenKeys};
 pub use shutdown::{GracefulShutdown, ShutdownOutcome};
+
+use access::AccessGate;
 
 /// Everything needed to start a server. `ServerConfig::default()` is the tutorial's server.
 #[derive(Clone, Debug)]
@@ -42,6 +46,9 @@ pub struct ServerConfig {
     pub shutdown: GracefulShutdown,
     /// Serve TLS (mutual TLS if it names a client CA) instead of plaintext.
     pub tls: Option<ServerTls>,
+    /// Who may call what: policies on the TLS peer and on bearer tokens (docs/security.md);
+    /// `None`, the default, lets every caller call every method.
+    pub authorization: Option<Authorization>,
     /// Serve gRPC reflection (v1 and v1alpha), so tools work without the .proto files.
     pub reflection: bool,
     /// Let other processes bind the same port too (SO_REUSEPORT), the kernel splitting
@@ -74,6 +81,7 @@ impl Default for ServerConfig {
             transport: TransportLimits::default(),
             shutdown: GracefulShutdown::default(),
             tls: None,
+            authorization: None,
             reflection: true,
             reuse_port: false,
             metrics_addr: None,
@@ -96,6 +104,14 @@ impl ServerConfig {
         for service in &served {
             service.check().map_err(|reason| ServerError::Service { service: service.name().to_owned(), reason })?;
         }
+        // The gate finds each caller's identity: for the policies, and for the traces and the
+        // access log even when nothing is enforced.
+        let wants_caller = self.authorization.is_some() || self.traces.is_some() || self.access_log.is_some();
+        let gate = match (&self.authorization, wants_caller) {
+            (Some(authorization), _) => Some(Arc::new(AccessGate::start(authorization)?)),
+            (None, true) => Some(Arc::new(AccessGate::start(&Authorization::default())?)),
+            (None, false) => None,
+        };
         let env = Arc::new(EnvBuilder::new().cq_count(self.completion_queues.max(1)).name_prefix("greeter-cq").build());
         let health = HealthService::default();
         let metrics = self.metrics_addr.as_ref().map(|_| Prometheus::new());
@@ -112,6 +128,12 @@ impl ServerConfig {
                 "grpc.health.v1.Health/Watch calls open right now.",
                 health.watchers(),
             );
+            if let Some(gate) = &gate {
+                let help = "Policy files found invalid when read again (the policy in force stayed).";
+                metrics.counter("greeter_authz_policy_reload_failures_total", help, gate.reload_failures());
+                let help = "Authorization audit lines lost: stdout could not keep up.";
+                metrics.counter("greeter_authz_audit_lines_dropped_total", help, gate.audit_lines_dropped());
+            }
             observers.push(metrics.clone());
         }
         let trace = self.call_trace()?;
@@ -141,6 +163,9 @@ impl ServerConfig {
             self.transport.server_builder(&env, self.reuse_port, self.compression, self.compression_min_len);
         for service in served.iter().copied().chain(&infrastructure) {
             builder = builder.register_service(registrar.register(service));
+        }
+        if let Some(gate) = gate {
+            builder = builder.add_checker(registrar.gatekeeper(gate));
         }
         let mut server = builder.build().map_err(ServerError::Build)?;
         let port = transport::listen(&mut server, &self.addr, self.tls.as_ref())?;

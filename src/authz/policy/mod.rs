@@ -128,6 +128,7 @@ impl Policy {
         Ok(Policy { name: raw.name, deny, allow, audit_condition, audit_to_stdout, warnings })
     }
 
+    #[allow(dead_code)] // used by tests/authz.rs and examples/authz_bench.rs, which include this module
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
@@ -135,6 +136,7 @@ impl Policy {
     /// What loading noticed but accepted, as grpc-go does (a rule replaced by a later one of
     /// the same name, an optional audit logger that does not exist, a config the stdout
     /// logger ignores): for the log.
+    #[allow(dead_code)] // used by tests/authz.rs and examples/authz_bench.rs, which include this module
     pub(crate) fn warnings(&self) -> &[String] {
         &self.warnings
     }
@@ -164,11 +166,13 @@ impl Policy {
             }
     }
 
+    #[allow(dead_code)] // used by tests/authz.rs and examples/authz_bench.rs, which include this module
     pub(crate) fn audit_condition(&self) -> AuditCondition {
         self.audit_condition
     }
 
     /// How many rules it has, deny and allow.
+    #[allow(dead_code)] // used by tests/authz.rs and examples/authz_bench.rs, which include this module
     pub(crate) fn rule_count(&self) -> (usize, usize) {
         (self.deny.len(), self.allow.len())
     }
