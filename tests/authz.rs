@@ -1198,3 +1198,102 @@ fn a_rotated_jwks_applies_within_the_refresh() {
     }
     verifier.verify(&token("new")).unwrap();
 }
+
+// ---------------------------------------------------------------------------------------
+// Clients that carry tokens, and where identity does not reach
+
+/// A token policy that lets `https://issuer.example/billing` call every method.
+const BILLING_CALLS_ALL: &str = r#"{"name": "tokens", "allow_rules": [{"name": "billing", "source": {"principals": ["https://issuer.example/billing"]}}]}"#;
+
+/// A server that checks tokens signed by a key of the test's (required or not) against the
+/// token policy `policy`; and a valid token for `https://issuer.example/billing`.
+struct TokenServer {
+    server: greeter::GreeterServer,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TokenServer {
+    fn start(required: bool, policy: &str) -> Self {
+        let key = test_key(&rcgen::PKCS_ED25519, "ed-1");
+        let dir = tempfile::tempdir().unwrap();
+        let jwks_path = dir.path().join("jwks.json");
+        std::fs::write(&jwks_path, jwks(&[&key])).unwrap();
+        let token_policy = dir.path().join("token-policy.json");
+        std::fs::write(&token_policy, policy).unwrap();
+        let mut config = common::local();
+        config.greeter.stock_interval = Duration::from_millis(5);
+        config.authorization = Some(Authorization {
+            token_policy: Some(token_policy),
+            tokens: Some(TokenCheck {
+                issuer: "https://issuer.example".into(),
+                audience: "greeter".into(),
+                keys: TokenKeys::Jwks(jwks_path),
+                required,
+            }),
+            ..Authorization::default()
+        });
+        let server = config.start().unwrap();
+        let keys = HashMap::from([("ed25519", key)]);
+        let spec: TokenSpec = serde_json::from_str(r#"{"key": "ed25519"}"#).unwrap();
+        let token = make_token(&spec, &keys, "https://issuer.example", "greeter");
+        TokenServer { server, token, _dir: dir }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.server.port())
+    }
+}
+
+/// Our client (`GreeterBuilder::bearer_token`), grpc-go's and Python's (`--token`) each make
+/// all four calls with a token; without one, the same call is UNAUTHENTICATED, saying so.
+#[test]
+fn clients_of_every_language_send_tokens_and_call_all_four_patterns() {
+    let server = TokenServer::start(true, BILLING_CALLS_ALL);
+    let with_token = greeter::Greeter::builder(&server.addr(), CALL_DEADLINE).bearer_token(&server.token).build();
+    common::assert_all_four_patterns(&with_token.unwrap().into(), "Rust client with a token");
+    let without = greeter::blocking::Greeter::new(&server.addr(), CALL_DEADLINE).say_hello("no token").unwrap_err();
+    assert_eq!(without.code(), Some(RpcStatusCode::UNAUTHENTICATED), "{without}");
+    assert!(without.to_string().contains("no bearer token"), "{without}");
+
+    for (what, mut cmd) in [
+        ("the Go interop client", tools().go_bin("interop-client")),
+        ("the Python interop client", tools().python("tests/interop/python/interop_client.py")),
+    ] {
+        cmd.args(["--addr", &server.addr(), "--ticks", "5", "--token", &server.token]);
+        let out = output_within(cmd, what, common::process::DEADLINE);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && stdout.lines().any(|l| l == "OK all four patterns"), "{what}:\n{stdout}");
+    }
+}
+
+/// C-core's round_robin health checks (`Health/Watch`) carry no token: where tokens are
+/// required, every subchannel's health check is refused, no replica is ever healthy, and a
+/// balancing client's calls end UNAVAILABLE, though they carry a valid token. A token policy
+/// that lets anyone watch health, with tokens not required, balances as usual; and a
+/// pick_first client (no health checks) is served either way.
+#[test]
+fn where_tokens_are_required_a_health_checking_client_cannot_balance() {
+    use greeter::LoadBalancing;
+    let balancing = |server: &TokenServer| {
+        greeter::Greeter::builder(&format!("ipv4:{}", server.addr()), Duration::from_secs(5))
+            .load_balancing(LoadBalancing::RoundRobin)
+            .retry_unavailable(false)
+            .bearer_token(&server.token)
+            .build()
+            .unwrap()
+    };
+    let required = TokenServer::start(true, BILLING_CALLS_ALL);
+    let err = block_on(balancing(&required).say_hello("balanced")).unwrap_err();
+    assert_eq!(err.code(), Some(RpcStatusCode::UNAVAILABLE), "{err}");
+    let direct = greeter::Greeter::builder(&required.addr(), CALL_DEADLINE).bearer_token(&required.token).build();
+    assert_eq!(block_on(direct.unwrap().say_hello("direct")).unwrap(), "Hello direct");
+
+    let health_for_all = r#"{"name": "tokens", "allow_rules": [
+        {"name": "health", "request": {"paths": ["/grpc.health.v1.Health/*"]}},
+        {"name": "billing", "source": {"principals": ["https://issuer.example/billing"]}}]}"#;
+    let exempt = TokenServer::start(false, health_for_all);
+    assert_eq!(block_on(balancing(&exempt).say_hello("balanced")).unwrap(), "Hello balanced");
+    let without = block_on(greeter::Greeter::new(&exempt.addr(), CALL_DEADLINE).say_hello("none")).unwrap_err();
+    assert_eq!(without.code(), Some(RpcStatusCode::PERMISSION_DENIED), "{without}");
+}
