@@ -19,9 +19,16 @@ use super::observe::{MethodObserver, Observed};
 
 /// Decides who is calling, and whether they may.
 pub(crate) trait Gate: Send + Sync {
-    /// The caller of the call in `ctx` (its method, metadata and TLS peer), admitted, or
-    /// refused with why.
-    fn check(&self, ctx: &RpcContext) -> Result<Caller, (Caller, Refusal)>;
+    /// The caller of the call in `ctx` (its method, metadata and TLS peer), and why it is
+    /// refused, if it is.
+    fn check(&self, ctx: &RpcContext) -> Verdict;
+}
+
+/// A gate's answer for one call.
+pub(crate) struct Verdict {
+    pub(crate) caller: Caller,
+    /// `None`: admitted.
+    pub(crate) refusal: Option<Refusal>,
 }
 
 /// Why a call was refused.
@@ -53,12 +60,13 @@ impl Gatekeeper {
 
 impl ServerChecker for Gatekeeper {
     fn check(&mut self, ctx: &RpcContext) -> CheckResult {
-        match self.gate.check(ctx) {
-            Ok(caller) => {
+        let Verdict { caller, refusal } = self.gate.check(ctx);
+        match refusal {
+            None => {
                 ADMITTED.with(|slot| *slot.borrow_mut() = Some((key(ctx), caller)));
                 CheckResult::Continue
             }
-            Err((caller, refusal)) => {
+            Some(refusal) => {
                 let path = std::str::from_utf8(ctx.method()).unwrap_or("");
                 if let Some(observers) = self.methods.get(path) {
                     Observed::start(observers, ctx, &caller, false).refused(&refusal);

@@ -27,7 +27,7 @@ mod requests;
 mod service;
 
 pub use context::{Call, Caller};
-pub(crate) use gate::{Gate, Refusal};
+pub(crate) use gate::{Gate, Refusal, Verdict};
 pub(crate) use observe::{CallObserver, MethodName, MethodObserver, Observer};
 pub(crate) use register::Registrar;
 pub use replies::Replies;

@@ -18,7 +18,7 @@ use crate::authz::check::{Authorizer, AuthzSettings, Call, DENIED_MESSAGE};
 use crate::authz::identity::{IdentityCache, PeerIdentity};
 use crate::authz::jwt::{bearer_token, JwtKeys, JwtSettings, JwtVerifier, TokenError};
 use crate::authz::CONTENT_TYPE;
-use crate::call::{Caller, Gate, Refusal};
+use crate::call::{Caller, Gate, Refusal, Verdict};
 use crate::error::ServerError;
 
 /// Who may call what (docs/security.md): gRFC A43 policies on the TLS peer and on bearer
@@ -130,7 +130,7 @@ impl AccessGate {
 }
 
 impl Gate for AccessGate {
-    fn check(&self, ctx: &RpcContext) -> Result<Caller, (Caller, Refusal)> {
+    fn check(&self, ctx: &RpcContext) -> Verdict {
         let peer = self.peer(ctx);
         let mut caller = Caller { peer: peer.names.first().cloned(), token: None };
         let mut headers: Vec<(&str, &[u8])> = ctx.request_headers().iter().collect();
@@ -145,7 +145,7 @@ impl Gate for AccessGate {
                 Err(TokenError::Missing) if !required => None,
                 Err(e) => {
                     let status = RpcStatus::with_message(RpcStatusCode::UNAUTHENTICATED, e.to_string());
-                    return Err((caller, Refusal { status, reason: e.reason(), rule: None }));
+                    return Verdict { caller, refusal: Some(Refusal { status, reason: e.reason(), rule: None }) };
                 }
             },
         };
@@ -155,9 +155,9 @@ impl Gate for AccessGate {
             if let Err(denial) = authorizer.check(&call) {
                 let rule = format!("{}/{}", denial.policy, denial.rule.as_deref().unwrap_or("(no allow rule matched)"));
                 let status = RpcStatus::with_message(RpcStatusCode::PERMISSION_DENIED, DENIED_MESSAGE.to_owned());
-                return Err((caller, Refusal { status, reason: "policy", rule: Some(rule) }));
+                return Verdict { caller, refusal: Some(Refusal { status, reason: "policy", rule: Some(rule) }) };
             }
         }
-        Ok(caller)
+        Verdict { caller, refusal: None }
     }
 }
