@@ -12,34 +12,17 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use grpcio::{CheckResult, Metadata, RpcContext, RpcStatus, ServerChecker};
+use grpcio::{CheckResult, Metadata, RpcContext, ServerChecker};
 
 use super::context::Caller;
 use super::observe::{MethodObserver, Observed};
+use super::verdict::Verdict;
 
 /// Decides who is calling, and whether they may.
 pub(crate) trait Gate: Send + Sync {
     /// The caller of the call in `ctx` (its method, metadata and TLS peer), and why it is
     /// refused, if it is.
     fn check(&self, ctx: &RpcContext) -> Verdict;
-}
-
-/// A gate's answer for one call.
-pub(crate) struct Verdict {
-    pub(crate) caller: Caller,
-    /// `None`: admitted.
-    pub(crate) refusal: Option<Refusal>,
-}
-
-/// Why a call was refused.
-#[derive(Clone, Debug)]
-pub(crate) struct Refusal {
-    /// What the client gets: UNAUTHENTICATED or PERMISSION_DENIED, with a message.
-    pub(crate) status: RpcStatus,
-    /// The reason in a word, for metrics (`missing_token`, `expired`, `policy`, …).
-    pub(crate) reason: &'static str,
-    /// The policy rule that denied it, when one did (`policy/rule`).
-    pub(crate) rule: Option<String>,
 }
 
 /// The method's observers, by path, as the registrar registered them.

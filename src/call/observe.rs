@@ -8,7 +8,7 @@ use std::sync::Arc;
 use grpcio::{MethodType, RpcContext, RpcStatusCode};
 
 use super::context::Caller;
-use super::gate::Refusal;
+use super::verdict::Refusal;
 
 /// A registered method: `greeter.Greeter` / `SayHello`, unary.
 #[derive(Clone, Copy)]

@@ -6,11 +6,11 @@ use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use grpcio::{Marshaller, Method, MethodType, RpcStatus, ServiceBuilder};
+use grpcio::{MethodType, RpcStatus, ServiceBuilder};
 use protobuf::reflect::FileDescriptor;
 use protobuf::MessageFull;
 
-use super::register::MethodRegistration;
+use super::method::{self, MethodRegistration};
 use super::{Call, Replies, Requests};
 
 /// A service of your own, served beside Greeter by the same server, with the same limits,
@@ -63,7 +63,7 @@ impl Service {
         H: Fn(&mut Call<'_>, Req) -> F + Send + Sync + 'static,
         F: Future<Output = Result<Resp, RpcStatus>> + Send + 'static,
     {
-        self.method::<Req, Resp>(method, MethodType::Unary, super::register::unary(handler))
+        self.method::<Req, Resp>(method, MethodType::Unary, method::unary(handler))
     }
 
     /// One request, a stream of replies.
@@ -74,7 +74,7 @@ impl Service {
         H: Fn(&mut Call<'_>, Req, Replies<Resp>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), RpcStatus>> + Send + 'static,
     {
-        self.method::<Req, Resp>(method, MethodType::ServerStreaming, super::register::server_streaming(handler))
+        self.method::<Req, Resp>(method, MethodType::ServerStreaming, method::server_streaming(handler))
     }
 
     /// A stream of requests, one reply.
@@ -85,7 +85,7 @@ impl Service {
         H: Fn(&mut Call<'_>, Requests<Req>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<Resp, RpcStatus>> + Send + 'static,
     {
-        self.method::<Req, Resp>(method, MethodType::ClientStreaming, super::register::client_streaming(handler))
+        self.method::<Req, Resp>(method, MethodType::ClientStreaming, method::client_streaming(handler))
     }
 
     /// A stream each way, at the same time.
@@ -96,7 +96,7 @@ impl Service {
         H: Fn(&mut Call<'_>, Requests<Req>, Replies<Resp>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), RpcStatus>> + Send + 'static,
     {
-        self.method::<Req, Resp>(method, MethodType::Duplex, super::register::bidi(handler))
+        self.method::<Req, Resp>(method, MethodType::Duplex, method::bidi(handler))
     }
 
     fn method<Req: MessageFull, Resp: MessageFull>(
@@ -180,19 +180,6 @@ impl fmt::Debug for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let methods: Vec<&str> = self.methods.iter().map(|m| m.name.as_str()).collect();
         f.debug_struct("Service").field("name", &self.name).field("methods", &methods).finish()
-    }
-}
-
-/// grpcio's descriptor of one method, with rust-protobuf 3's codec.
-pub(crate) fn grpc_method<Req: MessageFull, Resp: MessageFull>(
-    kind: MethodType,
-    path: &'static str,
-) -> Method<Req, Resp> {
-    Method {
-        ty: kind,
-        name: path,
-        req_mar: Marshaller { ser: grpcio::pb_ser, de: grpcio::pb_de },
-        resp_mar: Marshaller { ser: grpcio::pb_ser, de: grpcio::pb_de },
     }
 }
 
