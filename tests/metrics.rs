@@ -242,7 +242,21 @@ struct Prometheus {
 }
 
 impl Prometheus {
+    /// Prometheus scraping `target`, ready (`/-/ready` answers as Prometheus does). It cannot
+    /// report the port it chose, so the test picks one; one taken by another program in
+    /// between makes it exit, and the next try takes another.
     fn start(target: SocketAddr) -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start(target) {
+                Ok(prometheus) => return prometheus,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("prometheus did not start in 3 tries: {failures:#?}");
+    }
+
+    fn try_start(target: SocketAddr) -> Result<Self, String> {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
@@ -252,15 +266,34 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        // Prometheus cannot report the port it chose: take a free one.
-        let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let [port] = common::free_ports();
+        let web = SocketAddr::from(([127, 0, 0, 1], port));
         let mut cmd = Command::new(common::tools::prometheus().join("prometheus"));
         cmd.arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address={web}"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        Prometheus { process: KillOnDrop(cmd.spawn().expect("prometheus starts")), web, _dir: dir }
+        let mut prometheus =
+            Prometheus { process: KillOnDrop(cmd.spawn().expect("prometheus starts")), web, _dir: dir };
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = prometheus.process.0.try_wait() {
+                let mut stderr = String::new();
+                let _ = prometheus.process.0.stderr.take().unwrap().read_to_string(&mut stderr);
+                return Err(format!("prometheus exited ({status}): {stderr}"));
+            }
+            if TcpStream::connect(web).is_ok() {
+                let (status, body) = get(web, "/-/ready");
+                if status.contains("200") && body.contains("Prometheus Server is Ready") {
+                    return Ok(prometheus);
+                }
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err("prometheus was not ready within 60 s".to_owned());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The first answer to the instant query `query` that has a value, waiting up to a minute.

@@ -9,6 +9,7 @@ pub mod load;
 pub mod netns;
 pub mod pki;
 pub mod process;
+pub mod raw;
 pub mod scrape;
 pub mod tools;
 
@@ -132,6 +133,14 @@ impl HeldUnary {
             let _ = release.send(());
         }
     }
+}
+
+/// `N` free loopback ports, all different: bound at once, then let go for a program that
+/// cannot report the ports it chose (which should retry if one was taken in between).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> =
+        (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 /// A loopback port bound but not listening, held for as long as the value lives: connecting
