@@ -139,11 +139,29 @@ fn new_env() -> Arc<Environment> {
 fn abandoned_watch(health: &HealthClient, way: Way) {
     let options = CallOption::default().timeout(way.timeout());
     let mut watch = health.watch_opt(&HealthCheckRequest::default(), options).expect("a Watch call starts");
-    let first = block_on(watch.next()).expect("a first status").expect("the first status arrives");
-    assert_eq!(first.status.value(), 1, "SERVING first");
-    if let Way::Deadline = way {
-        let end = block_on(watch.next()).expect("the call ends").unwrap_err();
-        assert_eq!(common::status_code(&end), grpcio::RpcStatusCode::DEADLINE_EXCEEDED);
+    if let Some(first) = first_then_abandoned(&mut watch, way) {
+        assert_eq!(first.status.value(), 1, "SERVING first");
+    }
+}
+
+/// The first message of `stream`; then, for [`Way::Deadline`], its end at the deadline. On a
+/// loaded machine the deadline may come before the first message: that call too was
+/// abandoned by its deadline (`None`).
+fn first_then_abandoned<T>(
+    stream: &mut (impl futures::Stream<Item = grpcio::Result<T>> + Unpin),
+    way: Way,
+) -> Option<T> {
+    let deadline_exceeded = |e: &grpcio::Error| common::status_code(e) == grpcio::RpcStatusCode::DEADLINE_EXCEEDED;
+    match block_on(stream.next()).expect("a first message or the call's end") {
+        Ok(first) => {
+            if let Way::Deadline = way {
+                let end = block_on(stream.next()).expect("the call ends").unwrap_err();
+                assert!(deadline_exceeded(&end), "{end:?}");
+            }
+            Some(first)
+        }
+        Err(e) if matches!(way, Way::Deadline) && deadline_exceeded(&e) => None,
+        Err(e) => panic!("the first message did not arrive: {e:?}"),
     }
 }
 
@@ -161,7 +179,7 @@ enum Way {
 impl Way {
     fn timeout(self) -> Duration {
         match self {
-            Way::Deadline => Duration::from_millis(30),
+            Way::Deadline => Duration::from_millis(200),
             Way::Cancel | Way::Cut => Duration::from_secs(30),
         }
     }
@@ -225,11 +243,7 @@ fn abandoned_subscriptions_free_their_slots() {
             let client = greeter_for(way, &greeter, &target);
             let request = StockRequest { symbol: "TSMC".into(), ..Default::default() };
             let mut ticks = client.get_stock_price_opt(&request, CallOption::default().timeout(way.timeout())).unwrap();
-            block_on(ticks.next()).expect("a first tick").expect("the first tick arrives");
-            if let Way::Deadline = way {
-                let end = block_on(ticks.next()).expect("the call ends").unwrap_err();
-                assert_eq!(common::status_code(&end), grpcio::RpcStatusCode::DEADLINE_EXCEEDED);
-            }
+            first_then_abandoned(&mut ticks, way);
         });
         server.settles_at(&[("greeter_stock_subscriptions_active", 0.0)]);
     }
@@ -246,12 +260,9 @@ fn abandoned_chats_and_reflection_streams_end_with_their_calls() {
             let client = greeter_for(way, &greeter, &target);
             let (mut sink, mut replies) = client.chat_opt(CallOption::default().timeout(way.timeout())).unwrap();
             let msg = ChatMessage { user: "churn".into(), message: "hello".into(), ..Default::default() };
-            block_on(sink.send((msg, WriteFlags::default()))).expect("the message is sent");
-            block_on(replies.next()).expect("an answer").expect("the answer arrives");
-            if let Way::Deadline = way {
-                let end = block_on(replies.next()).expect("the call ends").unwrap_err();
-                assert_eq!(common::status_code(&end), grpcio::RpcStatusCode::DEADLINE_EXCEEDED);
-            }
+            let sent = block_on(sink.send((msg, WriteFlags::default())));
+            assert!(sent.is_ok() || matches!(way, Way::Deadline), "the message is sent: {sent:?}");
+            first_then_abandoned(&mut replies, way);
         });
         server.settles_at(&[("greeter_chats_open", 0.0)]);
     }

@@ -104,34 +104,60 @@ pub fn with_metrics(mut config: ServerConfig, interval: Duration) -> ServerConfi
 /// `grpc.testing.TestService/UnaryCall`, answered only once released: unary calls that stay
 /// in flight, in their handler, for as long as a test wants (Greeter's own are instant).
 pub struct HeldUnary {
-    release: Option<futures::channel::oneshot::Sender<()>>,
+    latch: Latch,
     pub service: greeter::Service,
 }
 
 impl HeldUnary {
     pub fn new() -> Self {
-        use futures::FutureExt as _;
         use greeter::proto::testing::{file_descriptor, SimpleRequest, SimpleResponse};
-        let (release, released) = futures::channel::oneshot::channel::<()>();
-        let released = released.shared();
+        let latch = Latch::default();
+        let opened = latch.clone();
         let service = greeter::Service::new(file_descriptor(), "grpc.testing.TestService").unary(
             "UnaryCall",
             move |_, request: SimpleRequest| {
-                let released = released.clone();
+                let opened = opened.clone();
                 async move {
-                    let _ = released.await;
+                    opened.opened().await;
                     Ok(SimpleResponse { username: format!("held {}", request.response_size), ..Default::default() })
                 }
             },
         );
-        HeldUnary { release: Some(release), service }
+        HeldUnary { latch, service }
     }
 
     /// Lets every held call, and every later one, be answered.
     pub fn release(&mut self) {
-        if let Some(release) = self.release.take() {
-            let _ = release.send(());
-        }
+        self.latch.open();
+    }
+}
+
+/// A latch futures wait on until it is opened. Wakes its waiters after letting go of its
+/// lock: a waker may drop a task (grpcio's does, for a call already over), and with it a
+/// waiting future that would take the lock again.
+#[derive(Clone, Default)]
+pub struct Latch(std::sync::Arc<std::sync::Mutex<(bool, Vec<std::task::Waker>)>>);
+
+impl Latch {
+    pub fn open(&self) {
+        let waiting = {
+            let mut state = self.0.lock().unwrap();
+            state.0 = true;
+            std::mem::take(&mut state.1)
+        };
+        waiting.into_iter().for_each(std::task::Waker::wake);
+    }
+
+    pub async fn opened(&self) {
+        futures::future::poll_fn(|cx| {
+            let mut state = self.0.lock().unwrap();
+            if state.0 {
+                return std::task::Poll::Ready(());
+            }
+            state.1.push(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await
     }
 }
 
