@@ -66,8 +66,8 @@
 //!
 //! ## The public API
 //!
-//! - The client: [`Greeter`], [`GreeterBuilder`], [`LoadBalancing`], [`blocking::Greeter`],
-//!   [`ClientError`].
+//! - The client: [`Greeter`], [`GreeterBuilder`], [`LoadBalancing`], [`Keepalive`],
+//!   [`blocking::Greeter`], [`ClientError`].
 //! - The server: [`ServerConfig`] (with [`GreeterConfig`], [`TransportLimits`],
 //!   [`GracefulShutdown`]), [`GreeterServer`], [`ShutdownOutcome`], [`ServerError`].
 //! - TLS: [`ServerTls`], [`ClientTls`], [`TlsError`]; message [`Compression`], either side.
@@ -90,7 +90,7 @@ mod telemetry;
 mod tls;
 mod transport;
 
-pub use client::{blocking, round_robin_service_config, Greeter, GreeterBuilder, LoadBalancing};
+pub use client::{blocking, round_robin_service_config, Greeter, GreeterBuilder, Keepalive, LoadBalancing};
 pub use compression::Compression;
 pub use error::{ClientError, ServerError};
 pub use patterns::GreeterConfig;

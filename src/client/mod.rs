@@ -46,6 +46,7 @@
 
 mod balancing;
 pub mod blocking;
+mod keepalive;
 mod trace;
 
 use std::future::Future;
@@ -66,6 +67,7 @@ use crate::tls::ClientTls;
 use trace::CallSpan;
 
 pub use balancing::{round_robin_service_config, LoadBalancing};
+pub use keepalive::Keepalive;
 
 /// A connection to one Greeter server. Cheap to clone: clones share the channel (one HTTP/2
 /// connection) and its completion-queue thread.
@@ -91,6 +93,7 @@ pub struct GreeterBuilder {
     tracer: Option<SdkTracer>,
     min_resolution_interval: Option<Duration>,
     compression: Compression,
+    keepalive: Keepalive,
 }
 
 impl GreeterBuilder {
@@ -130,8 +133,16 @@ impl GreeterBuilder {
         self
     }
 
+    /// How a connection to a server that stopped answering is noticed (see [`Keepalive`]; the
+    /// default gives up on it within 80 s of quiet).
+    pub fn keepalive(mut self, keepalive: Keepalive) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
     pub fn connect(self) -> Result<Greeter, ClientError> {
-        let builder = self.compression.client_args(channel_builder(), crate::compression::DEFAULT_MIN_LEN);
+        let builder = self.keepalive.apply(channel_builder());
+        let builder = self.compression.client_args(builder, crate::compression::DEFAULT_MIN_LEN);
         let mut builder = balancing::apply(builder, self.lb);
         if let Some(interval) = self.min_resolution_interval {
             let ms = i32::try_from(interval.as_millis()).unwrap_or(i32::MAX);
@@ -169,6 +180,7 @@ impl Greeter {
             tracer: None,
             min_resolution_interval: None,
             compression: Compression::None,
+            keepalive: Keepalive::default(),
         }
     }
 
@@ -375,12 +387,14 @@ impl Stream for ChatReplies {
     }
 }
 
-/// Our own message limits are the server's business: the client accepts any size.
+/// Our own message limits are the server's business: the client accepts any size. Keepalive
+/// pings are on (`Keepalive::default()`).
 fn channel_builder() -> ChannelBuilder {
     let env = Arc::new(EnvBuilder::new().cq_count(1).name_prefix("greeter-client").build());
     // Its own connection: C-core otherwise shares one TCP connection among all channels to
     // the same address with the same settings, so two `Greeter`s would silently be one.
-    ChannelBuilder::new(env)
+    Keepalive::default()
+        .apply(ChannelBuilder::new(env))
         .max_receive_message_len(-1)
         .max_send_message_len(-1)
         .raw_cfg_int(c"grpc.use_local_subchannel_pool".into(), 1)
