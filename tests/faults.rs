@@ -27,7 +27,7 @@ use common::TestServer;
 use futures::executor::block_on;
 use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use futures_timer::Delay;
-use greeter::patterns::chat::reply_to;
+use greeter::patterns::chat::answer;
 use greeter::patterns::stock_price::PRICE_RANGE;
 use greeter::proto::ChatMessage;
 use greeter::{blocking, ClientError, Greeter, GreeterConfig, Keepalive, ServerConfig, TransportLimits};
@@ -57,7 +57,7 @@ fn server(ticks: u32, interval: Duration, transport: TransportLimits) -> TestSer
 
 /// Our client to `addr`, every call with `deadline`, keepalive as given.
 fn client(addr: &str, deadline: Duration, keepalive: Keepalive) -> Greeter {
-    Greeter::builder(addr, deadline).keepalive(keepalive).connect().unwrap()
+    Greeter::builder(addr, deadline).keepalive(keepalive).build().unwrap()
 }
 
 /// Calls started and not yet ended, all four methods.
@@ -141,7 +141,7 @@ fn four_patterns(greeter: &Greeter, ticks: Ticks, name_len: usize, values: usize
     let replies = g.chat("faults", &sent, |_| {}).unwrap();
     let want: Vec<ChatMessage> = sent
         .iter()
-        .map(|m| reply_to(&ChatMessage { user: "faults".into(), message: m.clone(), ..Default::default() }))
+        .map(|m| answer(&ChatMessage { user: "faults".into(), message: m.clone(), ..Default::default() }))
         .collect();
     assert_eq!(replies, want);
     start.elapsed()
@@ -786,7 +786,7 @@ fn with_every_setting_at_its_default_dead_peers_are_found_and_a_quiet_chat_lasts
     eprintln!("defaults: a Chat quiet for 10 min, then a message: answered, {lasted:?} in all");
     assert_eq!(
         replies,
-        [reply_to(&ChatMessage { user: "quiet".into(), message: "after the quiet".into(), ..Default::default() })]
+        [answer(&ChatMessage { user: "quiet".into(), message: "after the quiet".into(), ..Default::default() })]
     );
     assert_eq!((m.started("bidi_stream", "Chat"), m.handled("bidi_stream", "Chat", "OK")), (1.0, 1.0));
     eprintln!("defaults: the client noticed a dead server after {noticed:?}; the server freed a dead client's subscription after {freed:?}");
@@ -799,7 +799,7 @@ fn the_client_notices_a_server_that_stops_answering() -> Duration {
     let server = server(u32::MAX, Duration::from_secs(60 * 60), TransportLimits::default());
     let toxiproxy = Toxiproxy::start();
     let proxy = toxiproxy.proxy("dead-server", &server.addr);
-    let greeter = Greeter::connect(&proxy.addr, Duration::from_secs(60 * 60));
+    let greeter = Greeter::new(&proxy.addr, Duration::from_secs(60 * 60));
     let mut ticks = greeter.stock_prices("TSMC").unwrap();
     assert!(matches!(block_on(ticks.next()), Some(Ok(_))), "the first tick");
     proxy.add_both_ways("hole", Toxic::black_hole());
@@ -875,7 +875,7 @@ fn quiet_chat(
     quiet: Duration,
 ) -> (Result<Vec<ChatMessage>, ClientError>, Duration, Metrics) {
     let server = server(5, Duration::from_millis(10), transport);
-    let greeter = Greeter::connect(&server.addr, Duration::from_secs(60 * 60));
+    let greeter = Greeter::new(&server.addr, Duration::from_secs(60 * 60));
     let message = futures::stream::once(async move {
         Delay::new(quiet).await;
         "after the quiet".to_owned()
