@@ -69,8 +69,9 @@
 //!
 //! ## The public API
 //!
-//! - The client: [`Greeter`], [`GreeterBuilder`], [`LoadBalancing`], [`blocking::Greeter`],
-//!   bearer tokens ([`TokenSource`], [`TokenFile`], [`Token`]), [`ClientError`].
+//! - The client: [`Greeter`], [`GreeterBuilder`], [`LoadBalancing`], [`Keepalive`],
+//!   [`blocking::Greeter`], bearer tokens ([`TokenSource`], [`TokenFile`], [`Token`]),
+//!   [`ClientError`].
 //! - The server: [`ServerConfig`] (with [`GreeterConfig`], [`TransportLimits`],
 //!   [`GracefulShutdown`], [`Authorization`]), [`GreeterServer`], [`ShutdownOutcome`],
 //!   [`ServerError`].
@@ -101,7 +102,7 @@ mod tls;
 mod transport;
 
 pub use call::{Call, Caller, Replies, Requests, Service};
-pub use client::{blocking, Greeter, GreeterBuilder, LoadBalancing, Token, TokenFile, TokenSource};
+pub use client::{blocking, Greeter, GreeterBuilder, Keepalive, LoadBalancing, Token, TokenFile, TokenSource};
 pub use compression::Compression;
 pub use error::{ClientError, ServerError};
 pub use patterns::config::GreeterConfig;

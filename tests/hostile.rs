@@ -384,7 +384,7 @@ mod checks {
         connection_intact(r);
     }
 
-    /// A Chat open and PINGs back to back, far more often than min_client_ping_interval (5 min
+    /// A Chat open and PINGs back to back, far more often than min_client_ping_interval (30 s
     /// here). C-core counts a strike for each ping too soon after the previous one (the first
     /// after it last wrote HEADERS, DATA or WINDOW_UPDATE is free); past max_ping_strikes (2
     /// here) it sends GOAWAY ENHANCE_YOUR_CALM "too_many_pings", ends the open call

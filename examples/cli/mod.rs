@@ -239,14 +239,15 @@ pub struct LimitArgs {
     /// Concurrent calls per connection; a client queues calls beyond it.
     #[arg(long, default_value_t = TransportLimits::default().max_concurrent_streams)]
     pub max_concurrent_streams: u32,
-    /// Ping idle connections this often to detect dead peers.
-    #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
+    /// Ping a connection with calls open after this long without reading from it, to find
+    /// clients that vanished or hung.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
     pub keepalive_time: Duration,
-    /// Close a connection whose keepalive ping is not answered within this.
+    /// Close a connection whose keepalive ping is not answered within this (its calls end).
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub keepalive_timeout: Duration,
     /// Ping enforcement: clients pinging more often without data get strikes...
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub min_client_ping_interval: Duration,
     /// ...and after this many strikes, GOAWAY "too_many_pings".
     #[arg(long, default_value_t = TransportLimits::default().max_ping_strikes)]

@@ -48,6 +48,7 @@
 mod balancing;
 pub mod blocking;
 mod env;
+mod keepalive;
 mod token;
 mod trace;
 
@@ -70,6 +71,7 @@ use token::{Fixed, Tokens};
 use trace::{CallSpan, Headers};
 
 pub use balancing::LoadBalancing;
+pub use keepalive::Keepalive;
 pub use token::{Token, TokenFile, TokenSource};
 
 /// A client of one Greeter server (or of the replicas its target names). Cheap to clone:
@@ -102,6 +104,7 @@ pub struct GreeterBuilder {
     tracer: Option<SdkTracer>,
     min_resolution_interval: Option<Duration>,
     compression: Compression,
+    keepalive: Keepalive,
 }
 
 impl GreeterBuilder {
@@ -170,11 +173,19 @@ impl GreeterBuilder {
         self
     }
 
+    /// How a connection to a server that stopped answering is noticed (see [`Keepalive`]; the
+    /// default gives up on it within 80 s of quiet).
+    pub fn keepalive(mut self, keepalive: Keepalive) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
     /// The client. Nothing is dialled until the first call; an error means the settings
     /// cannot work (TLS asked of a build without it).
     pub fn build(self) -> Result<Greeter, ClientError> {
         let environment = self.environment.unwrap_or_else(env::shared);
-        let builder = self.compression.client_args(channel_builder(environment), crate::compression::DEFAULT_MIN_LEN);
+        let builder = self.keepalive.apply(channel_builder(environment));
+        let builder = self.compression.client_args(builder, crate::compression::DEFAULT_MIN_LEN);
         let mut builder = balancing::apply(builder, self.lb, self.retry_unavailable);
         if let Some(interval) = self.min_resolution_interval {
             let ms = i32::try_from(interval.as_millis()).unwrap_or(i32::MAX);
@@ -198,6 +209,7 @@ impl std::fmt::Debug for GreeterBuilder {
             .field("load_balancing", &self.lb)
             .field("tls", &self.tls)
             .field("compression", &self.compression)
+            .field("keepalive", &self.keepalive)
             .finish_non_exhaustive()
     }
 }
@@ -229,6 +241,7 @@ impl Greeter {
             tracer: None,
             min_resolution_interval: None,
             compression: Compression::None,
+            keepalive: Keepalive::default(),
         }
     }
 
@@ -454,11 +467,13 @@ impl Stream for ChatReplies {
     }
 }
 
-/// Our own message limits are the server's business: the client accepts any size.
+/// Our own message limits are the server's business: the client accepts any size. Keepalive
+/// pings are on (`Keepalive::default()`).
 fn channel_builder(env: Arc<Environment>) -> ChannelBuilder {
     // Its own connection: C-core otherwise shares one TCP connection among all channels to
     // the same address with the same settings, so two `Greeter`s would silently be one.
-    ChannelBuilder::new(env)
+    Keepalive::default()
+        .apply(ChannelBuilder::new(env))
         .max_receive_message_len(-1)
         .max_send_message_len(-1)
         .raw_cfg_int(c"grpc.use_local_subchannel_pool".into(), 1)

@@ -7,11 +7,13 @@ pub mod examples;
 pub mod lb;
 pub mod load;
 pub mod netns;
+pub mod nginx;
 pub mod pki;
 pub mod process;
 pub mod raw;
 pub mod scrape;
 pub mod tools;
+pub mod toxiproxy;
 
 use std::time::{Duration, Instant};
 

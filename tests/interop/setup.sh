@@ -16,6 +16,7 @@ GRPCURL_VERSION=v1.9.3             # github.com/fullstorydev/grpcurl, for the re
 GRPC_GO_INTEROP_VERSION=v1.85.0    # google.golang.org/grpc/interop/{client,server}, the official cases
 GRPC_HEALTH_PROBE_VERSION=v0.4.62  # github.com/grpc-ecosystem/grpc-health-probe, what platforms probe with
 JAEGER_VERSION=v1.76.0             # github.com/jaegertracing/jaeger/cmd/jaeger, the trace tests' collector
+TOXIPROXY_VERSION=v2.5.0           # github.com/Shopify/toxiproxy/v2/cmd/server, the fault tests' TCP proxy
 # The xDS tests' control plane (go/cmd/xds-control-plane, on github.com/envoyproxy/go-control-plane
 # v0.14.0) and grpc-go's xDS client (go/cmd/xds-client) are pinned in go/go.mod; go-control-plane
 # at the version grpc-go (above) itself requires, so it moves no other module.
@@ -110,6 +111,20 @@ else
   say "installing grpc-health-probe@$GRPC_HEALTH_PROBE_VERSION"
   GOBIN=$BIN go install "github.com/grpc-ecosystem/grpc-health-probe@$GRPC_HEALTH_PROBE_VERSION"
   stamp probe "$probe_key"
+fi
+
+# --- 2b'''. Toxiproxy -------------------------------------------------------------
+# Shopify's fault-injecting TCP proxy (latency, bandwidth, resets, black holes), driven by the
+# fault tests over its HTTP API. `go install` names it `server`; it is kept as toxiproxy-server.
+step="go install toxiproxy"
+toxiproxy_key="$(go env GOVERSION) $TOXIPROXY_VERSION"
+if fresh toxiproxy "$toxiproxy_key" "$BIN/toxiproxy-server"; then
+  say "toxiproxy-server up to date"
+else
+  say "installing toxiproxy-server@$TOXIPROXY_VERSION"
+  GOBIN=$TMP/toxiproxy go install "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
+  install_if_changed "$TMP/toxiproxy/server" "$BIN/toxiproxy-server"
+  stamp toxiproxy "$toxiproxy_key"
 fi
 
 # --- 2b''. Jaeger (the trace tests' collector and query API), with WITH_JAEGER=1 --------
