@@ -125,7 +125,9 @@ struct Gateways {
 
 impl Gateways {
     fn new() -> Self {
-        Gateways { runtime: tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap() }
+        Gateways {
+            runtime: tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap(),
+        }
     }
 
     /// A gateway serving the built page, in front of `server_port`.
@@ -176,7 +178,10 @@ fn the_page_says_hello_and_draws_five_ticks_as_they_arrive() {
     let hello = browser.hello("世界 & <b>you</b>");
     assert_eq!(hello["result"], "Hello 世界 & <b>you</b>", "shown as text, not markup");
     let hello = browser.hello("Ferris");
-    assert_eq!((&hello["state"], &hello["result"], &hello["error"]), (&json!("ok"), &json!("Hello Ferris"), &json!("")));
+    assert_eq!(
+        (&hello["state"], &hello["result"], &hello["error"]),
+        (&json!("ok"), &json!("Hello Ferris"), &json!(""))
+    );
 
     assert_five_streamed_ticks(&browser.subscribe("TSMC"));
     let screenshot = std::env::var_os("GREETER_WEB_SCREENSHOT")

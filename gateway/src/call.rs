@@ -86,8 +86,8 @@ impl CallService {
             record.finish(code);
             return Response::from_parts(parts, Body::empty());
         }
-        let held = Held { record, _permit: permit, _lease: lease, over_limit, max_request_bytes: self.max_request_bytes };
+        let held =
+            Held { record, _permit: permit, _lease: lease, over_limit, max_request_bytes: self.max_request_bytes };
         Response::from_parts(parts, Body::new(ReplyBody::new(body, held)))
     }
 }
-

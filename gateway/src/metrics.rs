@@ -9,9 +9,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tonic::Code;
 
@@ -91,7 +89,8 @@ impl Metrics {
         }
         registry.register(Box::new(seconds.clone())).unwrap();
         registry.register(Box::new(in_flight.clone())).unwrap();
-        let process = prometheus::process_collector::ProcessCollector::new(std::process::id() as i32, "greeter_gateway");
+        let process =
+            prometheus::process_collector::ProcessCollector::new(std::process::id() as i32, "greeter_gateway");
         registry.register(Box::new(process)).unwrap();
         Arc::new(Metrics { registry, started, handled, seconds, in_flight, rejected, files })
     }
@@ -172,7 +171,9 @@ pub(crate) fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                         .header("content-type", "text/plain; version=0.0.4")
                         .body(Full::<bytes::Bytes>::from(metrics.text()))
                 } else {
-                    Response::builder().status(StatusCode::NOT_FOUND).body(Full::<bytes::Bytes>::from("metrics are at /metrics\n"))
+                    Response::builder()
+                        .status(StatusCode::NOT_FOUND)
+                        .body(Full::<bytes::Bytes>::from("metrics are at /metrics\n"))
                 };
                 async move { reply }
             });

@@ -20,8 +20,12 @@ use crate::call::{AsSent, CallService};
 use crate::metrics::{Format, Metrics};
 
 /// gRPC-Web's content types (those tonic-web translates).
-const GRPC_WEB: [&str; 4] =
-    ["application/grpc-web", "application/grpc-web+proto", "application/grpc-web-text", "application/grpc-web-text+proto"];
+const GRPC_WEB: [&str; 4] = [
+    "application/grpc-web",
+    "application/grpc-web+proto",
+    "application/grpc-web-text",
+    "application/grpc-web-text+proto",
+];
 
 #[derive(Clone)]
 pub(crate) struct Router {
@@ -43,7 +47,8 @@ impl tower::Service<Request<Incoming>> for Router {
         let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let grpc_web = GRPC_WEB.contains(&content_type);
         if grpc_web || req.method() == Method::OPTIONS {
-            let format = if content_type.starts_with("application/grpc-web-text") { Format::Text } else { Format::Binary };
+            let format =
+                if content_type.starts_with("application/grpc-web-text") { Format::Text } else { Format::Binary };
             let length = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
             req.extensions_mut().insert(AsSent { format, length });
             return Box::pin(self.grpc_web.clone().oneshot(req));
@@ -68,7 +73,10 @@ impl tower::Service<Request<Incoming>> for Router {
                 StatusCode::NOT_FOUND,
                 "this gateway serves no page (start it with --static-dir); it takes gRPC-Web calls\n",
             )),
-            _ => ready(plain(StatusCode::METHOD_NOT_ALLOWED, "the gateway takes GET for its page and POST for gRPC-Web\n")),
+            _ => ready(plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the gateway takes GET for its page and POST for gRPC-Web\n",
+            )),
         }
     }
 }

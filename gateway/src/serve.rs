@@ -83,7 +83,9 @@ pub enum StartError {
     Origin(#[from] InvalidOrigin),
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
-    #[error("--static-dir {0}: not a directory (build the page first: npm --prefix web ci && npm --prefix web run build)")]
+    #[error(
+        "--static-dir {0}: not a directory (build the page first: npm --prefix web ci && npm --prefix web run build)"
+    )]
     StaticDir(PathBuf),
 }
 
@@ -107,7 +109,8 @@ impl GatewayConfig {
         let tls = self.tls.as_ref().map(TlsFiles::acceptor).transpose()?;
         let metrics = Metrics::new();
         let limits = Arc::new(Limits::new(self.max_request_bytes, self.max_concurrent_calls));
-        let call = CallService { upstream, limits, metrics: metrics.clone(), max_request_bytes: self.max_request_bytes };
+        let call =
+            CallService { upstream, limits, metrics: metrics.clone(), max_request_bytes: self.max_request_bytes };
         let grpc_web = cors.layer(tonic_web::GrpcWebLayer::new().layer(call));
         let files = self.static_dir.as_ref().map(|dir| ServeDir::new(dir).append_index_html_on_directories(true));
         let router = Router { grpc_web, files, metrics: metrics.clone() };

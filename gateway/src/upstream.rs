@@ -92,10 +92,7 @@ impl Upstream {
 
     /// Sends a call (its headers as the browser sent them, less the per-hop ones) and
     /// waits for the reply's headers.
-    pub(crate) async fn send(
-        &self,
-        mut req: Request<UpstreamBody>,
-    ) -> Result<(Response<Incoming>, Lease), Status> {
+    pub(crate) async fn send(&self, mut req: Request<UpstreamBody>) -> Result<(Response<Incoming>, Lease), Status> {
         let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::builder()
             .scheme(Scheme::HTTP)
@@ -150,7 +147,10 @@ mod tests {
         assert_eq!(Upstream::new("127.0.0.1:50051", 1).unwrap().authority().as_str(), "127.0.0.1:50051");
         assert_eq!(Upstream::new("http://localhost:50051", 2).unwrap().authority().as_str(), "localhost:50051");
         let err = Upstream::new("https://localhost:50051", 1).err().unwrap();
-        assert_eq!(err.to_string(), "\"https://localhost:50051\": the gateway reaches the gRPC server in plaintext (http://) only");
+        assert_eq!(
+            err.to_string(),
+            "\"https://localhost:50051\": the gateway reaches the gRPC server in plaintext (http://) only"
+        );
         assert!(matches!(Upstream::new("localhost", 1), Err(UpstreamAddrError::Malformed(_))));
     }
 }

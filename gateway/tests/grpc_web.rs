@@ -42,11 +42,13 @@ async fn say_hello_and_five_ticks_in_binary_mode() {
     let gateway = gateway(server.port(), |_| {}).await;
     let mut client = web_client(&gateway);
 
-    let reply: tonic::Response<HelloReply> = unary(&mut client, SAY_HELLO, tonic::Request::new(hello("Ferris"))).await.unwrap();
+    let reply: tonic::Response<HelloReply> =
+        unary(&mut client, SAY_HELLO, tonic::Request::new(hello("Ferris"))).await.unwrap();
     assert_eq!(reply.get_ref().message, "Hello Ferris");
     assert_eq!(reply.metadata().get("content-type").unwrap(), "application/grpc-web+proto");
 
-    let (ticks, status): (Vec<StockReply>, _) = server_stream(&mut client, GET_STOCK_PRICE, tonic::Request::new(tsmc())).await;
+    let (ticks, status): (Vec<StockReply>, _) =
+        server_stream(&mut client, GET_STOCK_PRICE, tonic::Request::new(tsmc())).await;
     assert_eq!(status.code(), Code::Ok, "{status:?}");
     assert_eq!(ticks.len(), 5);
     assert!(ticks.iter().all(|t| t.symbol == "TSMC" && (500.0..600.0).contains(&t.price)), "{ticks:?}");
@@ -72,7 +74,10 @@ async fn every_status_code_comes_through_with_its_message_in_headers_and_in_the_
             response_parameters: vec![ResponseParameters { size: 3, ..Default::default() }],
             ..Default::default()
         };
-        let then = StreamingOutputCallRequest { response_status: Some(echo_status(code, &message)).into(), ..Default::default() };
+        let then = StreamingOutputCallRequest {
+            response_status: Some(echo_status(code, &message)).into(),
+            ..Default::default()
+        };
         let body = [frame(&first), frame(&then)].concat();
         let raw_reply = raw(post(&gateway, FULL_DUPLEX_CALL, "application/grpc-web+proto", body)).await;
         assert_eq!(raw_reply.status, StatusCode::OK);
@@ -112,9 +117,23 @@ fn percent_decoded(text: &str) -> String {
 
 fn greeter_gateway_code_name(number: i32) -> &'static str {
     [
-        "OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound", "AlreadyExists",
-        "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange", "Unimplemented",
-        "Internal", "Unavailable", "DataLoss", "Unauthenticated",
+        "OK",
+        "Canceled",
+        "Unknown",
+        "InvalidArgument",
+        "DeadlineExceeded",
+        "NotFound",
+        "AlreadyExists",
+        "PermissionDenied",
+        "ResourceExhausted",
+        "FailedPrecondition",
+        "Aborted",
+        "OutOfRange",
+        "Unimplemented",
+        "Internal",
+        "Unavailable",
+        "DataLoss",
+        "Unauthenticated",
     ][number as usize]
 }
 
@@ -140,7 +159,8 @@ async fn a_large_message_each_way() {
         payload: Some(Payload { body: vec![7; size as usize], ..Default::default() }).into(),
         ..Default::default()
     };
-    let reply: tonic::Response<SimpleResponse> = unary(&mut client, UNARY_CALL, tonic::Request::new(request)).await.unwrap();
+    let reply: tonic::Response<SimpleResponse> =
+        unary(&mut client, UNARY_CALL, tonic::Request::new(request)).await.unwrap();
     assert_eq!(reply.get_ref().payload.body.len(), size as usize);
 }
 
@@ -244,7 +264,8 @@ async fn malformed_requests_get_an_error_and_the_gateway_goes_on() {
 
     // Still serving.
     let mut client = web_client(&gateway);
-    let reply: tonic::Response<HelloReply> = unary(&mut client, SAY_HELLO, tonic::Request::new(hello("after"))).await.unwrap();
+    let reply: tonic::Response<HelloReply> =
+        unary(&mut client, SAY_HELLO, tonic::Request::new(hello("after"))).await.unwrap();
     assert_eq!(reply.get_ref().message, "Hello after");
 }
 
@@ -282,7 +303,8 @@ async fn a_request_over_the_size_limit_is_refused_declared_or_chunked() {
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("over the gateway's limit (max_request_bytes) of 1000 bytes"), "{err:?}");
 
-    let ok: tonic::Response<HelloReply> = unary(&mut client, SAY_HELLO, tonic::Request::new(hello("small"))).await.unwrap();
+    let ok: tonic::Response<HelloReply> =
+        unary(&mut client, SAY_HELLO, tonic::Request::new(hello("small"))).await.unwrap();
     assert_eq!(ok.get_ref().message, "Hello small");
     let metrics = scrape(&gateway).await;
     assert_eq!(sample(&metrics, "greeter_gateway_rejected_total{reason=\"too_large\"}"), 1.0, "{metrics}");
@@ -309,7 +331,8 @@ async fn calls_past_the_concurrency_limit_are_refused_until_one_ends() {
 
     let (ticks, status) = subscription.await.unwrap();
     assert_eq!((ticks.len(), status.code()), (5, Code::Ok));
-    let reply: tonic::Response<HelloReply> = unary(&mut client, SAY_HELLO, tonic::Request::new(hello("third"))).await.unwrap();
+    let reply: tonic::Response<HelloReply> =
+        unary(&mut client, SAY_HELLO, tonic::Request::new(hello("third"))).await.unwrap();
     assert_eq!(reply.get_ref().message, "Hello third");
     let metrics = scrape(&gateway).await;
     assert_eq!(sample(&metrics, "greeter_gateway_rejected_total{reason=\"too_many_calls\"}"), 1.0, "{metrics}");
@@ -397,7 +420,10 @@ async fn metrics_are_the_gateways_own() {
     assert_eq!(sample(&metrics, series), 3.0, "{metrics}");
     assert_eq!(sample(&metrics, "greeter_gateway_calls_started_total{format=\"binary\"}"), 3.0);
     assert_eq!(
-        sample(&metrics, "greeter_gateway_call_seconds_count{grpc_method=\"SayHello\",grpc_service=\"greeter.Greeter\"}"),
+        sample(
+            &metrics,
+            "greeter_gateway_call_seconds_count{grpc_method=\"SayHello\",grpc_service=\"greeter.Greeter\"}"
+        ),
         3.0
     );
     assert!(sample(&metrics, "greeter_gateway_process_resident_memory_bytes") > 0.0, "{metrics}");
