@@ -46,7 +46,7 @@ impl Limits {
         }
         self.calls.clone().try_acquire_owned().map_err(|_| {
             let message = format!(
-                "the gateway has {} calls in flight, its limit (max_concurrent_calls); retry later",
+                "the gateway is at its limit of {} calls in flight (max_concurrent_calls); retry later",
                 self.max_calls
             );
             (Rejection::TooManyCalls, Status::resource_exhausted(message))
@@ -139,7 +139,7 @@ mod tests {
         assert_eq!(why, Rejection::TooManyCalls);
         assert_eq!(
             status.message(),
-            "the gateway has 2 calls in flight, its limit (max_concurrent_calls); retry later"
+            "the gateway is at its limit of 2 calls in flight (max_concurrent_calls); retry later"
         );
         drop(first);
         assert!(limits.admit(None).is_ok());

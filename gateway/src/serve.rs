@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -27,6 +27,8 @@ use crate::upstream::{Upstream, UpstreamAddrError};
 
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+/// How long an HTTP/1.1 request's headers may take to arrive.
+const HEADER_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Where the gateway listens, what it forwards to, and its limits.
 #[derive(Clone, Debug)]
@@ -167,7 +169,11 @@ async fn accept_loop(
     grace: Duration,
 ) -> bool {
     let graceful = GracefulShutdown::new();
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that opens a connection and sends its headers slowly, or never, is cut off.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_DEADLINE);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
     let mut connections = JoinSet::new();
     loop {
         let stream = tokio::select! {

@@ -327,7 +327,7 @@ async fn calls_past_the_concurrency_limit_are_refused_until_one_ends() {
     }
     let err = unary::<_, HelloReply>(&mut client, SAY_HELLO, tonic::Request::new(hello("second"))).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
-    assert_eq!(err.message(), "the gateway has 1 calls in flight, its limit (max_concurrent_calls); retry later");
+    assert_eq!(err.message(), "the gateway is at its limit of 1 calls in flight (max_concurrent_calls); retry later");
 
     let (ticks, status) = subscription.await.unwrap();
     assert_eq!((ticks.len(), status.code()), (5, Code::Ok));
@@ -477,4 +477,35 @@ fn tempfile_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("greeter-gateway-test-{}-{:?}", std::process::id(), Instant::now()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caller_that_goes_away_cancels_the_call_upstream() {
+    let server = greeter_server(Duration::from_millis(200));
+    let gateway = gateway(server.port(), |_| {}).await;
+    let mut client = web_client(&gateway);
+    let subscription = tokio::spawn(async move {
+        server_stream::<_, StockReply>(&mut client, GET_STOCK_PRICE, tonic::Request::new(tsmc())).await
+    });
+    let in_flight = |n: u32| format!("greeter_gateway_calls_in_flight {n}");
+    wait_for_line(&gateway, &in_flight(1)).await;
+    subscription.abort(); // the connection closes with the call half done
+    wait_for_line(&gateway, &in_flight(0)).await;
+    let metrics = scrape(&gateway).await;
+    let canceled = "greeter_gateway_calls_handled_total{format=\"binary\",grpc_code=\"Canceled\",grpc_method=\"GetStockPrice\",grpc_service=\"greeter.Greeter\"}";
+    assert_eq!(sample(&metrics, canceled), 1.0, "{metrics}");
+    // The server saw the call end early: its ticker is free for the next one at once.
+    let mut client = web_client(&gateway);
+    let reply: tonic::Response<HelloReply> =
+        unary(&mut client, SAY_HELLO, tonic::Request::new(hello("next"))).await.unwrap();
+    assert_eq!(reply.get_ref().message, "Hello next");
+}
+
+/// Waits (10 s at most) until the gateway's `/metrics` has the line `line`.
+async fn wait_for_line(gateway: &greeter_gateway::Gateway, line: &str) {
+    let start = Instant::now();
+    while !scrape(gateway).await.lines().any(|l| l == line) {
+        assert!(start.elapsed() < Duration::from_secs(10), "no {line:?} in /metrics within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
