@@ -34,5 +34,7 @@ mod status;
 mod tls;
 mod upstream;
 
+pub use cors::InvalidOrigin;
 pub use serve::{Gateway, GatewayConfig, StartError};
-pub use tls::TlsFiles;
+pub use tls::{TlsError, TlsFiles};
+pub use upstream::UpstreamAddrError;

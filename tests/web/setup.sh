@@ -17,24 +17,29 @@ STAMPS=$REPO/target/web/stamps
 say() { echo "web-setup: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
-command -v node >/dev/null || die "'node' not found on PATH; install Node.js >= 18 with npm (apt-get install nodejs npm)"
-command -v npm >/dev/null || die "'npm' not found on PATH; install npm (apt-get install npm)"
-node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' ||
-  die "Node.js $(node --version) is too old; the page's tools need Node.js >= 18"
 command -v flock >/dev/null || die "'flock' not found on PATH; install util-linux (apt-get install util-linux)"
 
 mkdir -p "$STAMPS"
 exec 9>"$STAMPS/../setup.lock"
 flock 9
 
-if ! command -v chromium >/dev/null; then
-  say "installing Debian's chromium with apt-get (once)"
-  [ "$(id -u)" = 0 ] || die "chromium is missing and installing it needs root: apt-get install chromium"
-  # The same lock as the other tests' apt-get installs: one install at a time.
-  flock /tmp/greeter-tests-apt.lock sh -c 'command -v chromium >/dev/null || (apt-get update -qq &&
-    DEBIAN_FRONTEND=noninteractive timeout 1200 apt-get install -y -qq --no-install-recommends chromium)' >&2 ||
-    die "apt-get install chromium failed; install it by hand (apt-get install chromium) and run the tests again"
-fi
+# Debian packages: installed with apt-get (as root) when missing, one install at a time
+# across the tests (the same lock as tests/common/tools.rs's installs).
+apt_install() { # COMMAND PACKAGE...
+  local cmd=$1; shift
+  command -v "$cmd" >/dev/null && return 0
+  say "installing $* with apt-get (once)"
+  [ "$(id -u)" = 0 ] || die "'$cmd' is missing and installing it needs root: apt-get install $*"
+  flock /tmp/greeter-tests-apt.lock sh -c "command -v $cmd >/dev/null || (apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive timeout 1200 apt-get install -y -qq --no-install-recommends $*)" >&2 ||
+    die "apt-get install $* failed; install it by hand and run the tests again"
+}
+
+apt_install node nodejs npm
+apt_install npm npm
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' ||
+  die "Node.js $(node --version) is too old; the page's tools need Node.js >= 18"
+apt_install chromium chromium
 
 stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 fresh() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
