@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::process::{status_within, KillOnDrop};
 use greeter::{GracefulShutdown, GreeterServer, ServerConfig};
-use greeter_gateway::{Gateway, GatewayConfig};
+use greeter_gateway::{Gateway, GatewayConfig, TlsFiles};
 use serde_json::{json, Value};
 
 /// Longer than any one step of the driver (each has 30 s inside the page).
@@ -251,6 +251,26 @@ fn the_page_tells_what_went_wrong_in_words() {
     let answer = browser.hello("gone");
     let error = answer["error"].as_str().unwrap();
     assert!(error.starts_with("Cannot reach the gateway at http://127.0.0.1:"), "{error}");
+}
+
+#[test]
+fn over_tls_the_page_calls_over_http2() {
+    let _turn = turn();
+    let server = server(Duration::from_millis(500), |_| {});
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let files = TlsFiles { cert: dir.path().join("cert.pem"), key: dir.path().join("key.pem") };
+    std::fs::write(&files.cert, cert.cert.pem()).unwrap();
+    std::fs::write(&files.key, cert.key_pair.serialize_pem()).unwrap();
+    let gateways = Gateways::new();
+    let gateway = gateways.start(server.port(), |c| c.tls = Some(files));
+    assert!(gateway.url().starts_with("https://"));
+    let mut browser = Browser::launch();
+    browser.open(&format!("{}/", gateway.url()));
+    assert_eq!(browser.hello("h2")["result"], "Hello h2");
+    assert_five_streamed_ticks(&browser.subscribe("TSMC"));
+    let protocols = browser.step(json!({"cmd": "protocols"}));
+    assert_eq!(protocols["protocols"], json!(["h2", "h2"]), "{protocols:#}");
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //   {"cmd": "hello", "name": "Ferris"}          -> {"ok": true, "state": "ok", "result": "Hello Ferris", "error": ""}
 //   {"cmd": "subscribe", "symbol": "TSMC"}      -> ticks with the time each appeared in the page
 //   {"cmd": "page"}                             -> the visible text of the method table and notes
+//   {"cmd": "protocols"}                        -> the HTTP version of each call so far
 //   {"cmd": "screenshot", "path": "page.png"}
 //   {"cmd": "quit"}
 import puppeteer from "puppeteer-core";
@@ -23,7 +24,8 @@ const browser = await puppeteer.launch({
   executablePath,
   headless: true,
   // --no-sandbox: Chromium's sandbox refuses to run as root, as tests do here.
-  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run"],
+  // --ignore-certificate-errors: the TLS test's gateway has a certificate of its own making.
+  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run", "--ignore-certificate-errors"],
   protocolTimeout: STEP_DEADLINE_MS,
 });
 const page = await browser.newPage();
@@ -88,6 +90,14 @@ const commands = {
     return {
       methods: await page.$$eval("#methods tbody tr", (rows) => rows.map((r) => r.innerText.replace(/\s+/g, " ").trim())),
       notes: await text("#not-here p"),
+    };
+  },
+  async protocols() {
+    // The HTTP version of every gRPC-Web call the page made ("http/1.1", "h2").
+    return {
+      protocols: await page.evaluate(() => performance.getEntriesByType("resource")
+        .filter((e) => e.name.includes("/greeter.Greeter/"))
+        .map((e) => e.nextHopProtocol)),
     };
   },
   async screenshot({ path }) {
