@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::process::{status_within, KillOnDrop};
 use greeter::{GracefulShutdown, GreeterServer, ServerConfig};
@@ -55,7 +55,7 @@ fn turn() -> MutexGuard<'static, ()> {
 struct Browser {
     stdin: ChildStdin,
     answers: Receiver<String>,
-    _driver: KillOnDrop,
+    driver: KillOnDrop,
 }
 
 impl Browser {
@@ -77,7 +77,7 @@ impl Browser {
                 let _ = tx.send(line);
             }
         });
-        Browser { stdin, answers, _driver: KillOnDrop(child) }
+        Browser { stdin, answers, driver: KillOnDrop(child) }
     }
 
     /// Sends one command and returns its answer; fails the test if the step failed.
@@ -106,6 +106,21 @@ impl Browser {
 
     fn subscribe(&mut self, symbol: &str) -> Value {
         self.step(json!({"cmd": "subscribe", "symbol": symbol}))
+    }
+}
+
+impl Drop for Browser {
+    /// "quit" lets the driver close Chromium: killing node instead would leave Chromium
+    /// running without it. The driver is killed only if it has not exited within 15 s.
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "{}", json!({"cmd": "quit"}));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.driver.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

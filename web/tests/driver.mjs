@@ -122,3 +122,4 @@ for await (const line of lines) {
   process.stdout.write(JSON.stringify(answer) + "\n");
 }
 await browser.close();
+process.exit(0); // stdin may still be open: "quit" ends the driver all the same
