@@ -9,7 +9,7 @@ use grpcio::{ChannelBuilder, Environment, ServerBuilder, ServerCredentials};
 
 use crate::compression::Compression;
 use crate::error::ServerError;
-use crate::tls::ServerTls;
+use crate::tls::{ClientCert, ServerTls};
 
 /// grpc-go's default receive limit, which we also apply to sends.
 pub(crate) const DEFAULT_MAX_MESSAGE_LEN: usize = 4 * 1024 * 1024;
@@ -119,7 +119,10 @@ pub(crate) fn listen(server: &mut grpcio::Server, addr: &str, tls: Option<&Serve
 /// What a server's start-up line calls its security.
 pub(crate) fn scheme(tls: Option<&ServerTls>) -> &'static str {
     match tls {
-        Some(ServerTls { client_ca: Some(_), .. }) => "mutual TLS",
+        Some(ServerTls { client_ca: Some(_), client_cert: ClientCert::Required, .. }) => "mutual TLS",
+        Some(ServerTls { client_ca: Some(_), client_cert: ClientCert::Optional, .. }) => {
+            "TLS, client certificates optional"
+        }
         Some(_) => "TLS",
         None => "plaintext",
     }

@@ -225,7 +225,7 @@ fn the_tutorial_clients_run_all_four_patterns_through_nginx() {
 #[test]
 fn our_client_runs_all_four_patterns_through_nginx() {
     let front = Front::start(0);
-    common::assert_all_four_patterns(&Greeter::connect(&front.addr(), Duration::from_secs(10)), "nginx");
+    common::assert_all_four_patterns(&Greeter::new(&front.addr(), Duration::from_secs(10)), "nginx");
     front.wait_until("nginx logged 5 calls", |f| f.calls_proxied() >= 5);
     front.wait_served("a replica served the SayHello call", |s| s.iter().sum::<usize>() >= 1);
     assert_eq!(front.calls_proxied(), 5, "nginx's access log");
@@ -234,7 +234,7 @@ fn our_client_runs_all_four_patterns_through_nginx() {
 
 /// Four client threads calling SayHello through nginx, each on its own connection.
 fn load(addr: &str) -> Load {
-    Load::say_hello((0..4).map(|_| Greeter::connect(addr, Duration::from_secs(10))).collect())
+    Load::say_hello((0..4).map(|_| Greeter::new(addr, Duration::from_secs(10))).collect())
 }
 
 /// The rolling-restart procedure behind nginx: take the replica out of the upstream, reload
@@ -329,8 +329,8 @@ fn nginx_stops_a_message_announced_as_4gib_at_16mib() {
 fn a_client_stream_over_the_body_limit_gets_resource_exhausted() {
     use futures::{SinkExt as _, StreamExt as _};
     let front = Front::start(0);
-    let greeter = Greeter::connect(&front.addr(), Duration::from_secs(30));
-    let (mut sink, summary) = greeter.raw().record_metrics().unwrap();
+    let greeter = Greeter::new(&front.addr(), Duration::from_secs(30));
+    let (mut sink, summary) = greeter.raw().record_metrics_opt(common::deadline()).unwrap();
     let mut metric = greeter::proto::Metric { value: 1.5, ..Default::default() };
     metric.special_fields.mut_unknown_fields().add_length_delimited(15, vec![0; 1 << 20]);
     let mut metrics =
@@ -414,7 +414,7 @@ const OVER_LIMIT: &str = "Received message larger than max (4194305 vs. 4194304)
 #[test]
 fn a_hostile_client_cannot_empty_the_front_and_every_malformed_request_gets_its_answer() {
     let front = Front::start(0);
-    let good = (0..4).map(|_| Greeter::connect(&front.addr(), Duration::from_secs(30))).collect();
+    let good = (0..4).map(|_| Greeter::new(&front.addr(), Duration::from_secs(30))).collect();
     let outcome = abuse(&front.addr(), good);
     let log = front.error_log();
     outcome.assert(front_answers);
@@ -436,9 +436,9 @@ fn a_hostile_client_cannot_empty_the_front_and_every_malformed_request_gets_its_
 #[test]
 fn a_deadline_through_nginx_is_deadline_exceeded_for_a_grpc_client() {
     let front = Front::start(0);
-    let greeter = Greeter::connect(&front.addr(), Duration::from_millis(25));
+    let greeter = Greeter::new(&front.addr(), Duration::from_millis(25));
     let err = greeter.stock_prices("TSMC", |_| {}).expect_err("the deadline passes before the fifth tick");
     assert_eq!(err.code(), Some(RpcStatusCode::DEADLINE_EXCEEDED), "{err}");
-    let after = Greeter::connect(&front.addr(), Duration::from_secs(10)).say_hello("after");
+    let after = Greeter::new(&front.addr(), Duration::from_secs(10)).say_hello("after");
     assert_eq!(after.map_err(|e| e.to_string()), Ok("Hello after".to_owned()));
 }

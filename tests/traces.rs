@@ -17,7 +17,7 @@ use common::tools::{jaeger, tools, PeerServer};
 use common::{wait_until, RefusedPort, TestServer};
 use futures::executor::block_on;
 use futures::TryStreamExt as _;
-use greeter::{AccessLog, ClientTracing, Greeter, ServerConfig, TraceExport};
+use greeter::{AccessLog, ClientTracing, Greeter, TraceExport};
 use grpcio::RpcStatusCode;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState};
 use serde_json::Value;
@@ -226,7 +226,7 @@ impl Span {
 }
 
 fn traced_server(jaeger: &Jaeger, service: &str) -> TestServer {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.greeter.stock_interval = Duration::from_millis(10);
     config.traces = Some(jaeger.export(service));
     TestServer::start(config)
@@ -279,7 +279,7 @@ fn our_client_and_our_server_make_one_trace_with_the_status_on_both_spans() {
     let jaeger = Jaeger::start();
     let server = traced_server(&jaeger, "greeter-b");
     let tracing = ClientTracing::start(&jaeger.export("greeter-client-b")).unwrap();
-    let client = Greeter::builder(&server.addr, Duration::from_secs(10)).tracer(tracing.tracer()).connect().unwrap();
+    let client = Greeter::builder(&server.addr, Duration::from_secs(10)).tracer(tracing.tracer()).build().unwrap();
 
     let (ok, _) = under_a_known_parent(|| block_on(client.say_hello("traced")).unwrap());
     let (failed, err) =
@@ -319,7 +319,7 @@ fn our_client_span_is_the_parent_of_a_grpc_go_server_span() {
     cmd.args(["--port", "0", "--otlp", &jaeger.otlp, "--service-name", "go-server-c"]);
     let server = PeerServer::start(cmd, "otel-server");
     let tracing = ClientTracing::start(&jaeger.export("greeter-client-c")).unwrap();
-    let client = Greeter::builder(&server.addr(), Duration::from_secs(10)).tracer(tracing.tracer()).connect().unwrap();
+    let client = Greeter::builder(&server.addr(), Duration::from_secs(10)).tracer(tracing.tracer()).build().unwrap();
 
     let (unary, reply) = under_a_known_parent(|| block_on(client.say_hello("go")).unwrap());
     assert_eq!(reply, "Hello go");
@@ -346,12 +346,12 @@ fn our_client_span_is_the_parent_of_a_grpc_go_server_span() {
 #[test]
 fn with_the_collector_down_calls_go_on_and_dropped_spans_are_counted() {
     let refused = RefusedPort::hold();
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.metrics_addr = Some("127.0.0.1:0".to_owned());
     config.traces = Some(TraceExport::to(&refused.addr, "greeter-d"));
     let server = TestServer::start(config);
     let tracing = ClientTracing::start(&TraceExport::to(&refused.addr, "greeter-client-d")).unwrap();
-    let client = Greeter::builder(&server.addr, Duration::from_secs(10)).tracer(tracing.tracer()).connect().unwrap();
+    let client = Greeter::builder(&server.addr, Duration::from_secs(10)).tracer(tracing.tracer()).build().unwrap();
     for i in 0..20 {
         assert_eq!(block_on(client.say_hello(&i.to_string())).unwrap(), format!("Hello {i}"));
     }
@@ -370,7 +370,7 @@ fn with_the_collector_down_calls_go_on_and_dropped_spans_are_counted() {
 fn the_access_log_has_one_json_line_per_call() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("access.log");
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.greeter.stock_interval = Duration::from_millis(10);
     config.access_log = Some(AccessLog::File(path.clone()));
     let server = TestServer::start(config);

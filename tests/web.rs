@@ -16,7 +16,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::process::{status_within, KillOnDrop};
-use greeter::{GracefulShutdown, GreeterServer, ServerConfig};
+use greeter::{Authorization, GracefulShutdown, GreeterServer, ServerConfig};
 use greeter_gateway::{Gateway, GatewayConfig, TlsFiles};
 use serde_json::{json, Value};
 
@@ -247,6 +247,25 @@ fn the_page_tells_what_went_wrong_in_words() {
     assert!(
         error.starts_with("The server or the gateway is at one of its limits; try again later (RESOURCE_EXHAUSTED: too many stock subscriptions"),
         "{error}"
+    );
+
+    // A call the server's authorization policy denies (SayHello only, for everyone).
+    let policy = tempfile::NamedTempFile::new().unwrap();
+    let rules = json!({
+        "name": "web",
+        "allow_rules": [{"name": "say_hello_only", "request": {"paths": ["/greeter.Greeter/SayHello"]}}],
+    });
+    std::fs::write(policy.path(), rules.to_string()).unwrap();
+    let guarded = self::server(Duration::from_millis(500), |c| {
+        c.authorization = Some(Authorization { policy: Some(policy.path().to_owned()), ..Default::default() })
+    });
+    let to_guarded = gateways.start(guarded.port(), |_| {});
+    browser.open(&format!("{}/", to_guarded.url()));
+    assert_eq!(browser.hello("allowed")["result"], "Hello allowed");
+    let answer = browser.subscribe("TSMC");
+    assert_eq!(
+        answer["error"],
+        "You are not allowed to make this call (PERMISSION_DENIED: authz: unauthorized RPC request rejected)."
     );
 
     // The server stops: the gateway answers, the page says the server is down.

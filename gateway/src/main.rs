@@ -71,6 +71,9 @@ fn main() -> ExitCode {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     runtime.block_on(async {
+        // Listening for the signals before the gateway announces itself: a signal that came
+        // between the two would otherwise end the process without a graceful shutdown.
+        let signals = Signals::listen();
         let gateway = match config.start().await {
             Ok(gateway) => gateway,
             Err(e) => {
@@ -81,7 +84,7 @@ fn main() -> ExitCode {
         if let Some(at) = gateway.metrics_addr() {
             log::info!("metrics at http://{at}/metrics");
         }
-        let signal = wait_for_signal().await;
+        let signal = signals.next().await;
         log::info!("{signal}: shutting down gracefully");
         if gateway.shutdown().await {
             ExitCode::SUCCESS
@@ -91,11 +94,25 @@ fn main() -> ExitCode {
     })
 }
 
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+/// SIGINT and SIGTERM, caught from the moment they are listened for.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            interrupt: signal(SignalKind::interrupt()).expect("a SIGINT handler"),
+            terminate: signal(SignalKind::terminate()).expect("a SIGTERM handler"),
+        }
+    }
+
+    async fn next(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
     }
 }

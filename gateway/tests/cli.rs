@@ -43,14 +43,19 @@ impl Program {
     }
 
     /// The first log line containing `text`, within 30 s.
-    fn wait_for(&self, text: &str) -> String {
+    fn wait_for(&mut self, text: &str) -> String {
         let start = Instant::now();
         loop {
             let left = Duration::from_secs(30).saturating_sub(start.elapsed());
             match self.log.recv_timeout(left) {
                 Ok(line) if line.contains(text) => return line,
                 Ok(_) => {}
-                Err(_) => panic!("the gateway did not log {text:?} within 30 s"),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("the gateway did not log {text:?} within 30 s")
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("the gateway exited ({:?}) before it logged {text:?}", self.child.try_wait())
+                }
             }
         }
     }

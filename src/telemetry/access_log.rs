@@ -34,6 +34,10 @@ pub(crate) struct Entry<'a> {
     pub(crate) messages_in: u64,
     pub(crate) messages_out: u64,
     pub(crate) trace_id: Option<String>,
+    /// The caller the server verified (certificate principal or token `iss/sub`).
+    pub(crate) principal: Option<&'a str>,
+    /// The rule (`policy/rule`), or the reason, that refused the call before its handler.
+    pub(crate) denied_by: Option<&'a str>,
 }
 
 /// The running log: a queue and the thread that writes it.
@@ -83,14 +87,17 @@ impl AccessLogWriter {
     }
 }
 
-/// `{"time":…,"method":…,"peer":…,"code":…,"code_name":…,"duration_ms":…,
-/// "messages_in":…,"messages_out":…,"trace_id":…}` and a newline.
+/// `{"time":…,"method":…,"peer":…,"principal":…,"code":…,"code_name":…,"duration_ms":…,
+/// "messages_in":…,"messages_out":…,"trace_id":…,"denied_by":…}` and a newline.
 fn json_line(e: &Entry<'_>) -> String {
     let code = i32::from(e.code);
     let trace_id = e.trace_id.as_deref().map_or("null".to_owned(), quoted);
+    let principal = e.principal.map_or("null".to_owned(), quoted);
+    let denied_by = e.denied_by.map_or("null".to_owned(), quoted);
     format!(
-        "{{\"time\":{},\"method\":{},\"peer\":{},\"code\":{code},\"code_name\":{},\"duration_ms\":{:.3},\
-         \"messages_in\":{},\"messages_out\":{},\"trace_id\":{trace_id}}}\n",
+        "{{\"time\":{},\"method\":{},\"peer\":{},\"principal\":{principal},\"code\":{code},\"code_name\":{},\
+         \"duration_ms\":{:.3},\"messages_in\":{},\"messages_out\":{},\"trace_id\":{trace_id},\
+         \"denied_by\":{denied_by}}}\n",
         quoted(&rfc3339(e.started)),
         quoted(e.method),
         quoted(e.peer),
@@ -188,6 +195,8 @@ mod tests {
             messages_in: 1,
             messages_out: 0,
             trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
+            principal: Some("spiffe://example.org/billing"),
+            denied_by: None,
         };
         let line = json_line(&entry);
         assert!(line.ends_with("}\n") && line.matches('\n').count() == 1, "{line}");
@@ -197,5 +206,7 @@ mod tests {
         assert_eq!(value["code_name"], "DEADLINE_EXCEEDED");
         assert_eq!(value["duration_ms"], 1.5);
         assert_eq!(value["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(value["principal"], "spiffe://example.org/billing");
+        assert_eq!(value["denied_by"], serde_json::Value::Null);
     }
 }

@@ -18,7 +18,7 @@ use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, Span};
 
 use super::access_log::{AccessLogWriter, Entry};
 use super::otlp::{BoundedExport, ExportStats, TraceExport};
-use crate::call::{CallObserver, MethodName, MethodObserver, Observer};
+use crate::call::{CallObserver, Caller, MethodName, MethodObserver, Observer, Refusal};
 
 /// The server's spans and access log: what is on, and where it goes.
 pub(crate) struct CallTrace {
@@ -101,7 +101,7 @@ struct MethodTrace {
 }
 
 impl MethodObserver for MethodTrace {
-    fn call_started(&self, ctx: &RpcContext) -> Box<dyn CallObserver> {
+    fn call_started(&self, ctx: &RpcContext, caller: &Caller) -> Box<dyn CallObserver> {
         let parent = TraceContextPropagator::new().extract(&Headers(ctx.request_headers()));
         let peer = peer_address(&ctx.peer());
         let span = self.tracer.as_ref().map(|tracer| {
@@ -113,6 +113,9 @@ impl MethodObserver for MethodTrace {
             ];
             if let Some(port) = self.server.port.get() {
                 attributes.push(KeyValue::new("server.port", i64::from(*port)));
+            }
+            if let Some(principal) = caller.principal() {
+                attributes.push(KeyValue::new("enduser.id", principal.to_owned()));
             }
             if let Some((address, port)) = peer.rsplit_once(':') {
                 attributes.push(KeyValue::new("network.peer.address", address.trim_matches(['[', ']']).to_owned()));
@@ -137,6 +140,8 @@ impl MethodObserver for MethodTrace {
             path: self.path.clone(),
             peer,
             trace_id: trace_id.map(|id| id.to_string()),
+            principal: caller.principal().map(str::to_owned),
+            denied_by: Mutex::new(None),
             started: SystemTime::now(),
             clock: Instant::now(),
             received: AtomicU64::new(0),
@@ -151,6 +156,10 @@ struct TracedCall {
     path: String,
     peer: String,
     trace_id: Option<String>,
+    /// The caller, as the gate verified it.
+    principal: Option<String>,
+    /// The policy rule that refused the call, if one did.
+    denied_by: Mutex<Option<String>>,
     started: SystemTime,
     clock: Instant,
     received: AtomicU64,
@@ -166,7 +175,12 @@ impl CallObserver for TracedCall {
         self.sent.fetch_add(1, Ordering::Relaxed);
     }
 
+    fn refused(&self, refusal: &Refusal) {
+        *self.denied_by.lock().unwrap() = refusal.rule.clone().or_else(|| Some(refusal.reason.to_owned()));
+    }
+
     fn finished(&self, code: RpcStatusCode) {
+        let denied_by = self.denied_by.lock().unwrap().take();
         let (received, sent) = (self.received.load(Ordering::Relaxed), self.sent.load(Ordering::Relaxed));
         if let Some(mut span) = self.span.lock().unwrap().take() {
             span.set_attribute(KeyValue::new("rpc.grpc.status_code", i64::from(i32::from(code))));
@@ -174,6 +188,9 @@ impl CallObserver for TracedCall {
             span.set_attribute(KeyValue::new("greeter.messages_sent", sent as i64));
             if is_server_error(code) {
                 span.set_status(Status::error(super::access_log::code_name(code)));
+            }
+            if let Some(rule) = &denied_by {
+                span.set_attribute(KeyValue::new("greeter.authz.denied_by", rule.clone()));
             }
             span.end();
         }
@@ -187,6 +204,8 @@ impl CallObserver for TracedCall {
                 messages_in: received,
                 messages_out: sent,
                 trace_id: self.trace_id.clone(),
+                principal: self.principal.as_deref(),
+                denied_by: denied_by.as_deref(),
             });
         }
     }

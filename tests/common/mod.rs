@@ -34,14 +34,14 @@ impl TestServer {
 
     /// The tutorial's server, with ticks `interval` apart instead of 500 ms.
     pub fn with_interval(interval: Duration) -> Self {
-        let mut config = ServerConfig::local();
+        let mut config = local();
         config.greeter.stock_interval = interval;
         Self::start(config)
     }
 
     /// The tutorial's server with `/metrics` on a free loopback port, ticks `interval` apart.
     pub fn with_metrics(interval: Duration) -> Self {
-        Self::start(with_metrics(ServerConfig::local(), interval))
+        Self::start(with_metrics(local(), interval))
     }
 
     pub fn server(&self) -> &GreeterServer {
@@ -50,17 +50,17 @@ impl TestServer {
 
     /// The server's `/metrics` now (its config must have asked for them).
     pub fn scrape(&self) -> scrape::Metrics {
-        scrape::scrape(self.server().metrics_addr().expect("the config asked for metrics"))
+        scrape::scrape(self.server().metrics_local_addr().expect("the config asked for metrics"))
     }
 
     /// The library's blocking client, with a generous deadline.
     pub fn client(&self) -> blocking::Greeter {
-        blocking::Greeter::connect(&self.addr, Duration::from_secs(30))
+        blocking::Greeter::new(&self.addr, Duration::from_secs(30))
     }
 
     /// The library's async client, with a generous deadline.
     pub fn async_client(&self) -> Greeter {
-        Greeter::connect(&self.addr, Duration::from_secs(30))
+        Greeter::new(&self.addr, Duration::from_secs(30))
     }
 
     /// The generated client, for calls shaped by hand.
@@ -82,11 +82,56 @@ impl TestServer {
     }
 }
 
+/// A raw call's options: a deadline, so a call that never ends fails its test instead of
+/// hanging the test binary.
+pub fn deadline() -> grpcio::CallOption {
+    grpcio::CallOption::default().timeout(Duration::from_secs(60))
+}
+
+/// The tutorial's server on a free loopback port.
+pub fn local() -> ServerConfig {
+    ServerConfig { addr: "127.0.0.1:0".to_owned(), ..ServerConfig::default() }
+}
+
 /// `config` with `/metrics` on a free loopback port, and ticks `interval` apart.
 pub fn with_metrics(mut config: ServerConfig, interval: Duration) -> ServerConfig {
     config.metrics_addr = Some("127.0.0.1:0".to_owned());
     config.greeter.stock_interval = interval;
     config
+}
+
+/// `grpc.testing.TestService/UnaryCall`, answered only once released: unary calls that stay
+/// in flight, in their handler, for as long as a test wants (Greeter's own are instant).
+pub struct HeldUnary {
+    release: Option<futures::channel::oneshot::Sender<()>>,
+    pub service: greeter::Service,
+}
+
+impl HeldUnary {
+    pub fn new() -> Self {
+        use futures::FutureExt as _;
+        use greeter::proto::testing::{file_descriptor, SimpleRequest, SimpleResponse};
+        let (release, released) = futures::channel::oneshot::channel::<()>();
+        let released = released.shared();
+        let service = greeter::Service::new(file_descriptor(), "grpc.testing.TestService").unary(
+            "UnaryCall",
+            move |_, request: SimpleRequest| {
+                let released = released.clone();
+                async move {
+                    let _ = released.await;
+                    Ok(SimpleResponse { username: format!("held {}", request.response_size), ..Default::default() })
+                }
+            },
+        );
+        HeldUnary { release: Some(release), service }
+    }
+
+    /// Lets every held call, and every later one, be answered.
+    pub fn release(&mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+    }
 }
 
 /// A loopback port bound but not listening, held for as long as the value lives: connecting

@@ -16,6 +16,9 @@ GRPCURL_VERSION=v1.9.3             # github.com/fullstorydev/grpcurl, for the re
 GRPC_GO_INTEROP_VERSION=v1.85.0    # google.golang.org/grpc/interop/{client,server}, the official cases
 GRPC_HEALTH_PROBE_VERSION=v0.4.62  # github.com/grpc-ecosystem/grpc-health-probe, what platforms probe with
 JAEGER_VERSION=v1.76.0             # github.com/jaegertracing/jaeger/cmd/jaeger, the trace tests' collector
+# The xDS tests' control plane (go/cmd/xds-control-plane, on github.com/envoyproxy/go-control-plane
+# v0.14.0) and grpc-go's xDS client (go/cmd/xds-client) are pinned in go/go.mod; go-control-plane
+# at the version grpc-go (above) itself requires, so it moves no other module.
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -191,10 +194,11 @@ step="go build"
 key=$({ go env GOVERSION; cd "$HERE" &&
   find go tutorial -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort | xargs sha256sum; } | digest)
 if fresh gobuild "$key" "$BIN/interop-client" "$BIN/interop-server" "$BIN/vectors-go" "$BIN/lb-client" \
-  "$BIN/otel-client" "$BIN/otel-server" "$BIN/scale-driver" "$BIN/compress-check" "$BIN/otlp-sink" "$BIN/tutorial-client"; then
+  "$BIN/otel-client" "$BIN/otel-server" "$BIN/scale-driver" "$BIN/compress-check" "$BIN/otlp-sink" \
+  "$BIN/authz-server" "$BIN/xds-control-plane" "$BIN/xds-client" "$BIN/tutorial-client"; then
   say "Go binaries up to date"
 else
-  say "building interop-client, interop-server, vectors-go, lb-client, otel-client, otel-server, scale-driver, compress-check, otlp-sink, tutorial-client into $BIN"
+  say "building interop-client, interop-server, vectors-go, lb-client, otel-client, otel-server, scale-driver, compress-check, otlp-sink, authz-server, xds-control-plane, xds-client, tutorial-client into $BIN"
   (cd "$HERE/go" && go build -buildvcs=false -o "$BIN/" ./cmd/...)
   (cd "$HERE/tutorial" && go build -buildvcs=false -o "$BIN/tutorial-client" ./client)
   stamp gobuild "$key"
