@@ -147,7 +147,7 @@ fn abandoned_watch(health: &HealthClient, way: Way) {
 /// The first message of `stream`; then, for [`Way::Deadline`], its end at the deadline. On a
 /// loaded machine the deadline may come before the first message: that call too was
 /// abandoned by its deadline (`None`).
-fn first_then_abandoned<T>(
+fn first_then_abandoned<T: std::fmt::Debug>(
     stream: &mut (impl futures::Stream<Item = grpcio::Result<T>> + Unpin),
     way: Way,
 ) -> Option<T> {
