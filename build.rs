@@ -6,7 +6,8 @@
 //!   rust-protobuf 2 descriptors, so the parsed `FileDescriptorSet` is encoded to bytes and
 //!   decoded again as a protobuf-2 descriptor set: the wire format is the bridge.
 //!
-//! Everything lands flat in `$OUT_DIR/proto/` with a `mod.rs` that `src/proto.rs` includes.
+//! Everything lands flat in `$OUT_DIR/proto/` with a `mod.rs` that `src/proto.rs` includes;
+//! the example service's messages (`examples/echo.proto`) in `$OUT_DIR/examples/`.
 //! Both generators name a module after its file's stem, and the two reflection versions are
 //! both `reflection.proto`, so each file's modules are renamed to the name given below.
 
@@ -55,6 +56,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     }
     fs::write(out_dir.join("mod.rs"), mod_rs)?;
+
+    // examples/own_service.rs's messages, generated as a program of your own would generate
+    // its own: protobuf-codegen, messages only (the server side needs no stubs).
+    let example = Path::new("examples/echo.proto");
+    println!("cargo:rerun-if-changed={}", example.display());
+    let examples_out = PathBuf::from(std::env::var("OUT_DIR")?).join("examples");
+    fs::create_dir_all(&examples_out)?;
+    protobuf_codegen::Codegen::new().pure().include("examples").input(example).out_dir(&examples_out).run()?;
     Ok(())
 }
 
@@ -78,12 +87,7 @@ fn generate(include: &Path, input: &Path, module: &str, out_dir: &Path) -> Resul
         protobuf2::Message::parse_from_bytes(&set.write_to_bytes()?)?;
     let to_generate: Vec<String> = parsed.relative_paths.iter().map(|p| p.to_string()).collect();
     for file in grpcio_compiler::codegen::gen(set_v2.get_file(), &to_generate) {
-        // The method descriptors are made public: every service registers its handlers
-        // through the call layer (src/call/register.rs), which wraps each call for the
-        // server's observers, instead of through `create_*`.
-        let code = String::from_utf8(file.content)?
-            .replace(&format!("super::{stem}::"), &format!("super::{module}::"))
-            .replace("\nconst METHOD_", "\npub const METHOD_");
+        let code = String::from_utf8(file.content)?.replace(&format!("super::{stem}::"), &format!("super::{module}::"));
         fs::write(out_dir.join(format!("{module}_grpc.rs")), code)?;
         modules.push(format!("{module}_grpc"));
     }

@@ -25,6 +25,7 @@ from common import (ALL_SERVERS, BENCH, CLIENT_CPU, EXTRA_SERVERS, LABELS, PLOT_
 from peers import (server_spec, setup_cpp, setup_cpp156, setup_ghz, setup_interop, setup_plot_venv, setup_rust,
                    setup_tonic)
 from measure import measure, wait_idle
+import gateway_cost
 import payload
 import scale
 import tracing
@@ -55,6 +56,9 @@ def main():
                     help="the scale curves instead of the cells (bench/scale.py): idle subscriptions, idle Chats, "
                          "connections, active Chats and open-loop unary, N up to 10,000; servers default to "
                          + ",".join(scale.SERVERS))
+    ap.add_argument("--gateway", action="store_true",
+                    help="the gRPC-Web gateway's cost instead of the cells (bench/gateway_cost.py): SayHello and "
+                         "GetStockPrice straight to our server and through the gateway; <out>/gateway.{json,md}")
     ap.add_argument("--payload", action="store_true",
                     help="the compression scenario instead of the cells (bench/payload.py): unary with a 64 KiB "
                          "compressible name, plain and gzip, ours and grpc-go")
@@ -91,6 +95,13 @@ def main():
     if args.tracing:
         args.no_plot = True  # a table, no plot
     args.scale_duration = args.scale_duration or (3.0 if args.quick else 10.0)
+    if args.gateway:
+        out = os.path.abspath(args.out or TB)
+        logdir = os.path.join(out, "logs")
+        os.makedirs(logdir, exist_ok=True)
+        head = {"command": " ".join(["bash bench/run"] + sys.argv[1:]),
+                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+        return gateway_cost.main(args, out, logdir, head)
     args.step_duration = args.step_duration or (2.0 if args.quick else 5.0)
     servers = [s for s in args.servers.split(",") if s]
     for s in servers:

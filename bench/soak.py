@@ -200,6 +200,11 @@ def main():
                 f"calls {row['calls']}")
             if soak.poll() is not None:
                 break
+            # The soak client stops by itself at --duration; one that has not a minute later
+            # is hung, and the run fails instead of sampling for ever.
+            if time.time() - start > args.duration + 60:
+                soak.kill()
+                die(f"bench/soak: the soak client did not stop within 60 s of its {args.duration:g} s; killed")
             time.sleep(max(0.0, min(args.every, args.duration + 5 - (time.time() - start))))
         soak_out = soak.stdout.read()
     finally:

@@ -24,9 +24,9 @@ fn main() -> std::process::ExitCode {
     cli::report(run(&opts))
 }
 
-fn run(opts: &Opts) -> Result<(), greeter::ClientError> {
+fn run(opts: &Opts) -> Result<(), cli::CliError> {
     opts.client
-        .connect_blocking()?
+        .blocking_client()?
         .chat(&opts.user, &opts.messages, |reply| println!("(Receive) {}: {}", reply.user, reply.message))?;
     Ok(())
 }

@@ -19,8 +19,8 @@ fn main() -> std::process::ExitCode {
     cli::report(run(&opts.client))
 }
 
-fn run(args: &ClientArgs) -> Result<(), greeter::ClientError> {
-    let greeter = args.connect_blocking()?;
+fn run(args: &ClientArgs) -> Result<(), cli::CliError> {
+    let greeter = args.blocking_client()?;
 
     println!("--- 1. Unary ---");
     println!("Response: {}", greeter.say_hello("Rust Client")?);

@@ -21,8 +21,8 @@ fn main() -> std::process::ExitCode {
     cli::report(run(&opts))
 }
 
-fn run(opts: &Opts) -> Result<(), greeter::ClientError> {
-    let summary = opts.client.connect_blocking()?.record_metrics(&opts.values)?;
+fn run(opts: &Opts) -> Result<(), cli::CliError> {
+    let summary = opts.client.blocking_client()?.record_metrics(&opts.values)?;
     println!("Statistics: Count {}, Average {:.2}", summary.count, summary.average);
     Ok(())
 }

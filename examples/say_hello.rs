@@ -21,8 +21,8 @@ fn main() -> std::process::ExitCode {
     cli::report(run(&opts))
 }
 
-fn run(opts: &Opts) -> Result<(), greeter::ClientError> {
-    let greeting = opts.client.connect_blocking()?.say_hello(&opts.name)?;
+fn run(opts: &Opts) -> Result<(), cli::CliError> {
+    let greeting = opts.client.blocking_client()?.say_hello(&opts.name)?;
     println!("Response: {greeting}");
     Ok(())
 }

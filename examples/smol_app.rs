@@ -32,7 +32,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
-    let greeter = opts.client.connect()?;
+    let greeter = opts.client.client()?;
 
     let start = Instant::now();
     let calls: Vec<_> = (0..opts.hellos).map(|i| smol::spawn(greeter.say_hello(&format!("smol {i}")))).collect();

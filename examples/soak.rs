@@ -71,7 +71,7 @@ impl Tally {
     }
 }
 
-/// Health and reflection calls' deadline (the Greeter calls use `--deadline`).
+/// Health and reflection calls' deadline (the Greeter calls use `--timeout`).
 const DEADLINE: Duration = Duration::from_secs(10);
 
 /// One call of `pattern`, the tutorial's way (10 ticks, 100 values, 10 chat messages).
@@ -88,10 +88,10 @@ fn call(greeter: &Greeter, pattern: Pattern) -> Result<(), ClientError> {
             let health = HealthClient::new(greeter.channel().clone());
             let result =
                 health.check_opt(&HealthCheckRequest::default(), grpcio::CallOption::default().timeout(DEADLINE));
-            result.map(drop).map_err(|e| ClientError::from_grpc("Check", greeter.addr(), e))
+            result.map(drop).map_err(|e| ClientError::from_grpc("Check", greeter.target(), e))
         }
         Pattern::Reflection => {
-            let error = |e| ClientError::from_grpc("ServerReflectionInfo", greeter.addr(), e);
+            let error = |e| ClientError::from_grpc("ServerReflectionInfo", greeter.target(), e);
             let reflection = ServerReflectionClient::new(greeter.channel().clone());
             let call = grpcio::CallOption::default().timeout(DEADLINE);
             let (mut requests, replies) = reflection.server_reflection_info_opt(call).map_err(error)?;
@@ -117,24 +117,24 @@ fn main() -> std::process::ExitCode {
     cli::report(run(Arc::new(Opts::parse())))
 }
 
-fn run(opts: Arc<Opts>) -> Result<(), ClientError> {
+fn run(opts: Arc<Opts>) -> Result<(), cli::CliError> {
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let rss_start = rss(opts.server_pid);
     let workers: Vec<_> = (0..opts.clients)
         .map(|_| {
-            let mut greeter = opts.client.connect()?;
+            let mut greeter = opts.client.client()?;
             let (opts, tally, stop) = (opts.clone(), tally.clone(), stop.clone());
             Ok(std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     if opts.churn {
-                        greeter = opts.client.connect().expect("the first connect of these arguments worked");
+                        greeter = opts.client.client().expect("the first connect of these arguments worked");
                     }
                     opts.patterns.iter().for_each(|&pattern| tally.record(call(&greeter, pattern)));
                 }
             }))
         })
-        .collect::<Result<_, ClientError>>()?;
+        .collect::<Result<_, cli::CliError>>()?;
 
     let start = Instant::now();
     while start.elapsed() < opts.duration {

@@ -21,9 +21,9 @@ fn main() -> std::process::ExitCode {
     cli::report(run(&opts))
 }
 
-fn run(opts: &Opts) -> Result<(), greeter::ClientError> {
+fn run(opts: &Opts) -> Result<(), cli::CliError> {
     opts.client
-        .connect_blocking()?
+        .blocking_client()?
         .stock_prices(&opts.symbol, |tick| println!("Stock: {}, Price: {:.2}", tick.symbol, tick.price))?;
     Ok(())
 }

@@ -41,7 +41,7 @@ async fn run(opts: Opts) -> Result<(), Box<dyn Error>> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let server = opts.server.config()?.start()?;
-    let greeter = Greeter::connect(&format!("localhost:{}", server.port()), Duration::from_secs(30));
+    let greeter = Greeter::new(&format!("localhost:{}", server.port()), Duration::from_secs(30));
 
     let start = Instant::now();
     let calls: Vec<_> = (0..opts.hellos).map(|i| tokio::spawn(greeter.say_hello(&format!("tokio {i}")))).collect();

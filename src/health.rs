@@ -3,18 +3,20 @@
 //! Ours rather than `grpcio-health`'s: that crate's protobuf-3 code only compiles against
 //! protobuf 3.2.0 exactly, and protobuf before 3.7.2 overflows its stack on deeply nested
 //! input (RUSTSEC-2024-0437) — not something a server facing the network may link.
+//!
+//! A Watch call holds a [`Watcher`]: registered when the call arrives, removed when it is
+//! dropped, which the call layer does the moment the call ends, however it ends. A watcher
+//! keeps only the latest status it has not sent yet, so a client that reads slowly costs the
+//! same few bytes as one that reads at once.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
-use futures::channel::mpsc;
-use futures::StreamExt as _;
-use grpcio::{
-    RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink, Service, ServiceBuilder, UnarySink, WriteFlags,
-};
+use grpcio::{RpcStatus, RpcStatusCode};
 use protobuf::EnumOrUnknown;
 
-use crate::call::{reply_all, Registrar, Replies, Reply};
+use crate::call::{Replies, Service};
 use crate::proto::health::{
     self, health_check_response::ServingStatus, HealthCheckRequest, HealthCheckResponse, HealthListRequest,
     HealthListResponse,
@@ -30,28 +32,41 @@ pub(crate) struct HealthService {
 #[derive(Debug, Default)]
 struct HealthState {
     statuses: BTreeMap<String, ServingStatus>,
-    watchers: Vec<Watcher>,
+    /// The Watch calls open now, by an id of their own.
+    watchers: HashMap<u64, WatchEntry>,
+    next_id: u64,
     shut_down: bool,
 }
 
 #[derive(Debug)]
-struct Watcher {
+struct WatchEntry {
     service: String,
-    updates: mpsc::UnboundedSender<ServingStatus>,
+    /// The status not sent yet, if any.
+    pending: Option<ServingStatus>,
+    waker: Option<Waker>,
 }
 
 impl HealthState {
-    /// Tells `service`'s watchers; forgets the ones that have hung up.
+    /// Gives `service`'s watchers `status` to send next.
     fn notify(&mut self, service: &str, status: ServingStatus) {
-        self.watchers.retain(|w| w.service != service || w.updates.unbounded_send(status).is_ok());
+        for entry in self.watchers.values_mut().filter(|w| w.service == service) {
+            entry.pending = Some(status);
+            if let Some(waker) = entry.waker.take() {
+                waker.wake();
+            }
+        }
     }
 }
 
 impl HealthService {
+    fn lock(&self) -> MutexGuard<'_, HealthState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Sets a service's status ("" is the whole server); watchers hear of a change at once.
     /// Ignored after [`HealthService::shutdown`], which is final.
     pub(crate) fn set_serving_status(&self, service: &str, status: ServingStatus) {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.lock();
         if state.shut_down {
             return;
         }
@@ -61,23 +76,82 @@ impl HealthService {
     }
 
     pub(crate) fn status(&self, service: &str) -> Option<ServingStatus> {
-        self.state.lock().unwrap().statuses.get(service).copied()
+        self.lock().statuses.get(service).copied()
     }
 
-    /// Marks every service NOT_SERVING for good, tells the watchers, then ends their streams
-    /// (with OK), so that they do not hold up a graceful shutdown. Returns how many watchers
-    /// were told: each is a client, or a load balancer, that may still route calls here.
+    /// How many Watch calls are open.
+    pub(crate) fn watchers(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let health = self.clone();
+        move || health.lock().watchers.len() as u64
+    }
+
+    /// Marks every service NOT_SERVING for good and tells the watchers, whose streams then
+    /// end (with OK) once they have sent it, so that they do not hold up a graceful shutdown.
+    /// Returns how many watchers were told: each is a client, or a load balancer, that may
+    /// still route calls here.
     pub(crate) fn shutdown(&self) -> usize {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.lock();
         state.shut_down = true;
         let services: Vec<String> = state.statuses.keys().cloned().collect();
         for service in services {
             state.statuses.insert(service.clone(), ServingStatus::NOT_SERVING);
             state.notify(&service, ServingStatus::NOT_SERVING);
         }
-        let told = state.watchers.len();
-        state.watchers.clear();
-        told
+        for entry in state.watchers.values_mut() {
+            if let Some(waker) = entry.waker.take() {
+                waker.wake();
+            }
+        }
+        state.watchers.len()
+    }
+
+    /// A watcher of `service`, its current status (SERVICE_UNKNOWN when it has none) first.
+    fn watch(&self, service: &str) -> Watcher {
+        let mut state = self.lock();
+        let current = state.statuses.get(service).copied().unwrap_or(ServingStatus::SERVICE_UNKNOWN);
+        let id = state.next_id;
+        state.next_id += 1;
+        state.watchers.insert(id, WatchEntry { service: service.to_owned(), pending: Some(current), waker: None });
+        Watcher { health: self.clone(), id }
+    }
+
+    /// `grpc.health.v1.Health`: Check, List and Watch.
+    pub(crate) fn service(&self) -> Service {
+        let (check, list, watch) = (self.clone(), self.clone(), self.clone());
+        Service::new(health::file_descriptor(), "grpc.health.v1.Health")
+            .unary("Check", move |_, request| std::future::ready(check.check(&request)))
+            .unary("List", move |_, _: HealthListRequest| std::future::ready(Ok(list.list())))
+            .server_streaming("Watch", move |_, request, replies| watch.clone().send_statuses(request, replies))
+    }
+
+    fn check(&self, request: &HealthCheckRequest) -> Result<HealthCheckResponse, RpcStatus> {
+        match self.status(&request.service) {
+            Some(status) => Ok(response(status)),
+            None => {
+                Err(RpcStatus::with_message(RpcStatusCode::NOT_FOUND, format!("unknown service {:?}", request.service)))
+            }
+        }
+    }
+
+    fn list(&self) -> HealthListResponse {
+        let statuses = self.lock().statuses.clone();
+        HealthListResponse {
+            statuses: statuses.into_iter().map(|(name, status)| (name, response(status))).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Watch: the service's status now, then each change, until the server shuts down.
+    async fn send_statuses(
+        self,
+        request: HealthCheckRequest,
+        mut replies: Replies<HealthCheckResponse>,
+    ) -> Result<(), RpcStatus> {
+        let mut watcher = self.watch(&request.service);
+        while let Some(status) = watcher.next().await {
+            replies.send(response(status)).await?;
+        }
+        Ok(())
     }
 }
 
@@ -85,64 +159,35 @@ fn response(status: ServingStatus) -> HealthCheckResponse {
     HealthCheckResponse { status: EnumOrUnknown::new(status), ..Default::default() }
 }
 
-/// The three methods.
-impl HealthService {
-    /// `grpc.health.v1.Health`, registered through `registrar`.
-    pub(crate) fn service(&self, registrar: &Registrar) -> Service {
-        let (check, list, watch) = (self.clone(), self.clone(), self.clone());
-        let b = registrar.unary(ServiceBuilder::new(), &health::METHOD_HEALTH_CHECK, move |ctx, req, sink| {
-            check.check(ctx, req, sink)
-        });
-        let b = registrar.unary(b, &health::METHOD_HEALTH_LIST, move |ctx, req, sink| list.list(ctx, req, sink));
-        let b = registrar
-            .server_streaming(b, &health::METHOD_HEALTH_WATCH, move |ctx, req, sink| watch.watch(ctx, req, sink));
-        b.build()
+/// One Watch call's place among the watchers, given up when dropped.
+struct Watcher {
+    health: HealthService,
+    id: u64,
+}
+
+impl Watcher {
+    /// The next status to send; `None` once the server has shut down and the last is sent.
+    async fn next(&mut self) -> Option<ServingStatus> {
+        futures::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
-    fn check(&self, ctx: &RpcContext, req: HealthCheckRequest, sink: Reply<UnarySink<HealthCheckResponse>>) {
-        let status = self.status(&req.service);
-        ctx.spawn(async move {
-            let _ = match status {
-                Some(status) => sink.success(response(status)).await,
-                None => {
-                    let unknown = format!("unknown service {:?}", req.service);
-                    sink.fail(RpcStatus::with_message(RpcStatusCode::NOT_FOUND, unknown)).await
-                }
-            };
-        });
-    }
-
-    fn list(&self, ctx: &RpcContext, _req: HealthListRequest, sink: Reply<UnarySink<HealthListResponse>>) {
-        let statuses = self.state.lock().unwrap().statuses.clone();
-        let reply = HealthListResponse {
-            statuses: statuses.into_iter().map(|(name, status)| (name, response(status))).collect(),
-            ..Default::default()
-        };
-        ctx.spawn(async move {
-            let _ = sink.success(reply).await;
-        });
-    }
-
-    fn watch(
-        &self,
-        ctx: &RpcContext,
-        req: HealthCheckRequest,
-        mut sink: Replies<ServerStreamingSink<HealthCheckResponse>>,
-    ) {
-        let (updates, received) = mpsc::unbounded();
-        {
-            let mut state = self.state.lock().unwrap();
-            let current = state.statuses.get(&req.service).copied();
-            let _ = updates.unbounded_send(current.unwrap_or(ServingStatus::SERVICE_UNKNOWN));
-            if !state.shut_down {
-                state.watchers.push(Watcher { service: req.service, updates });
-            } // else: `updates` drops here and the stream ends after the current status.
-        }
-        let responses = received.map(|status| Ok((response(status), WriteFlags::default())));
-        ctx.spawn(async move {
-            if let Err(e) = reply_all(&mut sink, responses).await {
-                log::debug!("health watch ended early: {e}");
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<ServingStatus>> {
+        let mut state = self.health.lock();
+        let shut_down = state.shut_down;
+        let Some(entry) = state.watchers.get_mut(&self.id) else { return Poll::Ready(None) };
+        match entry.pending.take() {
+            Some(status) => Poll::Ready(Some(status)),
+            None if shut_down => Poll::Ready(None),
+            None => {
+                entry.waker = Some(cx.waker().clone());
+                Poll::Pending
             }
-        });
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.health.lock().watchers.remove(&self.id);
     }
 }

@@ -42,6 +42,8 @@ pub mod reflection {
 pub mod testing {
     pub use super::generated::empty::Empty;
     pub use super::generated::messages::*;
+    /// `grpc/testing/test.proto`, which defines the services.
+    pub use super::generated::test::file_descriptor;
     pub use super::generated::test_grpc::*;
 }
 

@@ -12,13 +12,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use futures::TryStreamExt as _;
-use grpcio::{DuplexSink, RpcContext, RpcStatusCode, Service, ServiceBuilder, WriteFlags};
+use grpcio::{RpcStatus, RpcStatusCode};
 use protobuf::descriptor::{DescriptorProto, EnumDescriptorProto, FieldDescriptorProto, FileDescriptorProto};
 use protobuf::reflect::FileDescriptor;
 use protobuf::{Message, MessageField};
 
-use crate::call::{reply_all, Registrar, Replies, Requests};
+use crate::call::{Replies, Requests, Service};
 use crate::proto::reflection::{v1, v1alpha};
 use v1::server_reflection_request::Message_request as Question;
 use v1::server_reflection_response::Message_response as Answer;
@@ -45,28 +44,22 @@ struct IndexedFile {
 impl DescriptorIndex {
     /// Indexes `roots` (the files of the services the server registers) and their imports.
     /// Every service defined in a root file is listed.
+    #[cfg(test)]
     pub(crate) fn new(roots: &[&FileDescriptor]) -> Self {
-        let mut index = DescriptorIndex::default();
-        for root in roots {
-            for service in &root.proto().service {
-                index.services.push(qualify(root.package(), service.name()));
-            }
-            index.add_file(root);
+        let services: Vec<String> =
+            roots.iter().flat_map(|r| r.proto().service.iter().map(|s| qualify(r.package(), s.name()))).collect();
+        Self::serving(roots.iter().copied(), services)
+    }
+
+    /// Indexes `files` and their imports, listing exactly `services` (the ones served).
+    pub(crate) fn serving<'a>(files: impl IntoIterator<Item = &'a FileDescriptor>, services: Vec<String>) -> Self {
+        let mut index = DescriptorIndex { services, ..Default::default() };
+        for file in files {
+            index.add_file(file);
         }
         index.services.sort();
         index.services.dedup();
         index
-    }
-
-    /// The files that reflection describes for this crate's server: Greeter, Health and
-    /// reflection itself.
-    pub(crate) fn for_greeter_server() -> Self {
-        Self::new(&[
-            crate::proto::file_descriptor(),
-            crate::proto::health::file_descriptor(),
-            v1::file_descriptor(),
-            v1alpha::file_descriptor(),
-        ])
     }
 
     fn add_file(&mut self, file: &FileDescriptor) {
@@ -236,49 +229,44 @@ fn error(code: RpcStatusCode, error_message: String) -> Answer {
     Answer::ErrorResponse(v1::ErrorResponse { error_code: code.into(), error_message, ..Default::default() })
 }
 
-/// Serves both reflection versions from one shared index. Cheap to clone.
-#[derive(Clone, Debug)]
-pub(crate) struct ReflectionService {
-    index: Arc<DescriptorIndex>,
+const V1: &str = "grpc.reflection.v1.ServerReflection";
+const V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
+
+/// Both reflection versions, describing `served` and themselves, from one shared index.
+pub(crate) fn reflection_services(served: &[&Service]) -> [Service; 2] {
+    let mut files: Vec<&FileDescriptor> = served.iter().map(|s| s.file()).collect();
+    files.extend([v1::file_descriptor(), v1alpha::file_descriptor()]);
+    let mut names: Vec<String> = served.iter().map(|s| s.name().to_owned()).collect();
+    names.extend([V1.to_owned(), V1ALPHA.to_owned()]);
+    let index = Arc::new(DescriptorIndex::serving(files, names));
+    let (for_v1, for_v1alpha) = (index.clone(), index);
+    [
+        Service::new(v1::file_descriptor(), V1).bidi("ServerReflectionInfo", move |_, requests, replies| {
+            answer_each::<v1::ServerReflectionRequest, v1::ServerReflectionResponse>(for_v1.clone(), requests, replies)
+        }),
+        Service::new(v1alpha::file_descriptor(), V1ALPHA).bidi("ServerReflectionInfo", move |_, requests, replies| {
+            answer_each::<v1alpha::ServerReflectionRequest, v1alpha::ServerReflectionResponse>(
+                for_v1alpha.clone(),
+                requests,
+                replies,
+            )
+        }),
+    ]
 }
 
-impl ReflectionService {
-    pub(crate) fn new(index: DescriptorIndex) -> Self {
-        ReflectionService { index: Arc::new(index) }
+/// Answers each request on the stream, in order; a question we cannot answer gets an
+/// `error_response` and the stream stays open.
+async fn answer_each<Req: Message, Resp: Message>(
+    index: Arc<DescriptorIndex>,
+    mut requests: Requests<Req>,
+    mut replies: Replies<Resp>,
+) -> Result<(), RpcStatus> {
+    let mut sent = HashSet::new();
+    while let Some(request) = requests.message().await? {
+        let response = index.answer(&transcode(&request), &mut sent);
+        replies.send(transcode(&response)).await?;
     }
-
-    /// `grpc.reflection.v1` and `v1alpha`, from one index, registered through `registrar`.
-    pub(crate) fn services(&self, registrar: &Registrar) -> [Service; 2] {
-        let (v1, v1alpha) = (self.clone(), self.clone());
-        let method = &v1::METHOD_SERVER_REFLECTION_SERVER_REFLECTION_INFO;
-        let v1 = registrar.duplex(ServiceBuilder::new(), method, move |ctx, stream, sink| v1.serve(ctx, stream, sink));
-        let method = &v1alpha::METHOD_SERVER_REFLECTION_SERVER_REFLECTION_INFO;
-        let v1alpha =
-            registrar.duplex(ServiceBuilder::new(), method, move |ctx, stream, sink| v1alpha.serve(ctx, stream, sink));
-        [v1.build(), v1alpha.build()]
-    }
-
-    /// Answers each request on the stream in order; a question we cannot answer gets an
-    /// `error_response` and the stream stays open.
-    fn serve<Req: Message, Resp: Message>(
-        &self,
-        ctx: &RpcContext,
-        requests: Requests<Req>,
-        sink: Replies<DuplexSink<Resp>>,
-    ) {
-        let index = self.index.clone();
-        let mut sent = HashSet::new();
-        let responses = requests.map_ok(move |request| {
-            let response = index.answer(&transcode(&request), &mut sent);
-            (transcode(&response), WriteFlags::default())
-        });
-        let mut sink = sink;
-        ctx.spawn(async move {
-            if let Err(e) = reply_all(&mut sink, responses).await {
-                log::debug!("reflection stream ended early: {e}");
-            }
-        });
-    }
+    Ok(())
 }
 
 /// Re-reads a message as another type with the same wire format (v1 ⇄ v1alpha).
@@ -362,9 +350,21 @@ mod tests {
         }
     }
 
+    /// The index the Greeter server serves, built as `reflection_services` builds it.
+    fn greeter_server_index() -> DescriptorIndex {
+        let files = [
+            crate::proto::file_descriptor(),
+            crate::proto::health::file_descriptor(),
+            v1::file_descriptor(),
+            v1alpha::file_descriptor(),
+        ];
+        let names = ["greeter.Greeter", "grpc.health.v1.Health", V1, V1ALPHA].map(str::to_owned).to_vec();
+        DescriptorIndex::serving(files, names)
+    }
+
     #[test]
     fn lists_every_service_of_the_greeter_server() {
-        let index = DescriptorIndex::for_greeter_server();
+        let index = greeter_server_index();
         let Answer::ListServicesResponse(list) =
             ask(&index, &mut HashSet::new(), Question::ListServices(String::new()))
         else {
@@ -384,7 +384,7 @@ mod tests {
 
     #[test]
     fn file_by_filename_returns_the_descriptor_the_code_was_generated_from() {
-        let index = DescriptorIndex::for_greeter_server();
+        let index = greeter_server_index();
         let answer = ask(&index, &mut HashSet::new(), Question::FileByFilename("greeter.proto".into()));
         let Answer::FileDescriptorResponse(r) = answer else { panic!("expected a file") };
         let file = FileDescriptorProto::parse_from_bytes(&r.file_descriptor_proto[0]).unwrap();
@@ -395,7 +395,7 @@ mod tests {
 
     #[test]
     fn file_containing_symbol_finds_every_kind_of_symbol() {
-        let index = DescriptorIndex::for_greeter_server();
+        let index = greeter_server_index();
         let cases = [
             ("greeter", "greeter.proto"),
             ("greeter.Greeter", "greeter.proto"),
@@ -464,7 +464,7 @@ mod tests {
 
     #[test]
     fn proto3_types_have_no_extensions_but_a_proper_answer() {
-        let index = DescriptorIndex::for_greeter_server();
+        let index = greeter_server_index();
         let answer =
             ask(&index, &mut HashSet::new(), Question::AllExtensionNumbersOfType("greeter.HelloRequest".into()));
         let Answer::AllExtensionNumbersResponse(r) = answer else { panic!("expected numbers") };
@@ -480,7 +480,7 @@ mod tests {
 
     #[test]
     fn an_empty_request_is_invalid_argument() {
-        let index = DescriptorIndex::for_greeter_server();
+        let index = greeter_server_index();
         let response = index.answer(&v1::ServerReflectionRequest::default(), &mut HashSet::new());
         assert_eq!(error_code(response.message_response.unwrap()), 3);
     }

@@ -5,13 +5,40 @@
 
 use std::path::{Path, PathBuf};
 
-/// A server's certificate chain and key, and optionally the CA its clients must be signed by.
+/// A server's certificate chain and key, and optionally the CA its clients' certificates are
+/// checked against.
 #[derive(Clone)]
 pub struct ServerTls {
     pub cert_chain: Vec<u8>,
     pub private_key: Vec<u8>,
-    /// When set, clients must present a certificate this CA signed (mutual TLS).
+    /// When set, client certificates are checked against this CA (mutual TLS).
     pub client_ca: Option<Vec<u8>>,
+    /// With a `client_ca`: whether a client must present a certificate (`Required`, the
+    /// default), or may call without one (`Optional`: token-only callers and certificate
+    /// holders share the port; a certificate presented is still checked).
+    pub client_cert: ClientCert,
+}
+
+/// Whether a mutual-TLS server requires a client certificate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientCert {
+    /// No handshake without a certificate the client CA signed.
+    #[default]
+    Required,
+    /// A certificate, if presented, must be signed by the client CA; none is fine too.
+    Optional,
+}
+
+impl std::str::FromStr for ClientCert {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "required" => Ok(ClientCert::Required),
+            "optional" => Ok(ClientCert::Optional),
+            other => Err(format!("{other:?}: a client certificate is required or optional")),
+        }
+    }
 }
 
 /// What a client trusts and, for mutual TLS, who it is.
@@ -29,7 +56,10 @@ pub struct ClientTls {
 // Keys stay out of logs.
 impl std::fmt::Debug for ServerTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerTls").field("mutual", &self.client_ca.is_some()).finish_non_exhaustive()
+        f.debug_struct("ServerTls")
+            .field("mutual", &self.client_ca.is_some())
+            .field("client_cert", &self.client_cert)
+            .finish_non_exhaustive()
     }
 }
 impl std::fmt::Debug for ClientTls {
@@ -72,6 +102,7 @@ impl ServerTls {
             cert_chain: read_pem("server certificate", cert)?,
             private_key: read_pem("server key", key)?,
             client_ca: client_ca.map(|p| read_pem("client CA", p)).transpose()?,
+            client_cert: ClientCert::Required,
         })
     }
 
@@ -80,8 +111,11 @@ impl ServerTls {
         use grpcio::{CertificateRequestType, ServerCredentialsBuilder};
         let mut builder = ServerCredentialsBuilder::new().add_cert(self.cert_chain.clone(), self.private_key.clone());
         if let Some(ca) = &self.client_ca {
-            builder =
-                builder.root_cert(ca.clone(), CertificateRequestType::RequestAndRequireClientCertificateAndVerify);
+            let request = match self.client_cert {
+                ClientCert::Required => CertificateRequestType::RequestAndRequireClientCertificateAndVerify,
+                ClientCert::Optional => CertificateRequestType::RequestClientCertificateAndVerify,
+            };
+            builder = builder.root_cert(ca.clone(), request);
         }
         Ok(builder.build())
     }

@@ -9,7 +9,7 @@ use grpcio::{ChannelBuilder, Environment, ServerBuilder, ServerCredentials};
 
 use crate::compression::Compression;
 use crate::error::ServerError;
-use crate::tls::ServerTls;
+use crate::tls::{ClientCert, ServerTls};
 
 /// grpc-go's default receive limit, which we also apply to sends.
 pub(crate) const DEFAULT_MAX_MESSAGE_LEN: usize = 4 * 1024 * 1024;
@@ -26,12 +26,18 @@ pub struct TransportLimits {
     /// Concurrent calls per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS); a client
     /// queues calls beyond it until one finishes.
     pub max_concurrent_streams: u32,
-    /// The server pings an idle connection this often to find dead peers…
+    /// The server pings a connection with a call open once it has read nothing from it for
+    /// this long…
     pub keepalive_time: Duration,
-    /// …and closes it when a ping is not answered this fast.
+    /// …and closes it when the ping is not answered this fast: the calls of a client that
+    /// vanished or hung (its kernel may still acknowledge what we send) end, and what they
+    /// hold is freed, within `keepalive_time + keepalive_timeout` of its last byte.
     pub keepalive_timeout: Duration,
-    /// Ping enforcement: a client pinging more often than this, without data, earns a strike;
-    /// after `max_ping_strikes` the connection gets GOAWAY `too_many_pings`.
+    /// Ping enforcement: a ping that arrives less than this after the previous one, with no
+    /// HEADERS or DATA sent by the server in between, earns the client a strike; the strike
+    /// after `max_ping_strikes` gets the connection GOAWAY `too_many_pings`, which fails
+    /// every call on it `UNAVAILABLE`. Below our client's keepalive time (60 s), so that its
+    /// pings on a quiet stream are never counted.
     pub min_client_ping_interval: Duration,
     pub max_ping_strikes: u32,
     /// Close every connection after about this long (each gets ±10 % jitter), with a GOAWAY
@@ -52,9 +58,9 @@ impl Default for TransportLimits {
             max_receive_message_len: DEFAULT_MAX_MESSAGE_LEN,
             max_send_message_len: DEFAULT_MAX_MESSAGE_LEN,
             max_concurrent_streams: 100,
-            keepalive_time: Duration::from_secs(2 * 60 * 60),
+            keepalive_time: Duration::from_secs(2 * 60),
             keepalive_timeout: Duration::from_secs(20),
-            min_client_ping_interval: Duration::from_secs(5 * 60),
+            min_client_ping_interval: Duration::from_secs(30),
             max_ping_strikes: 2,
             max_connection_age: None,
             max_connection_age_grace: None,
@@ -119,7 +125,10 @@ pub(crate) fn listen(server: &mut grpcio::Server, addr: &str, tls: Option<&Serve
 /// What a server's start-up line calls its security.
 pub(crate) fn scheme(tls: Option<&ServerTls>) -> &'static str {
     match tls {
-        Some(ServerTls { client_ca: Some(_), .. }) => "mutual TLS",
+        Some(ServerTls { client_ca: Some(_), client_cert: ClientCert::Required, .. }) => "mutual TLS",
+        Some(ServerTls { client_ca: Some(_), client_cert: ClientCert::Optional, .. }) => {
+            "TLS, client certificates optional"
+        }
         Some(_) => "TLS",
         None => "plaintext",
     }

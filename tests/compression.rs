@@ -1,8 +1,9 @@
 //! Message compression on the wire: what a server with `compression: Gzip` sends, read by a
 //! raw HTTP/2 client (`tests/hostile/compression_wire.py`, which prints each reply message's
-//! compressed flag and the call's `grpc-encoding`), and our client's compressed requests
-//! read by our server. gRPC's four compression interop cases, in every direction, are in
-//! tests/official_interop.rs.
+//! compressed flag and the call's `grpc-encoding`); our client's requests as grpc-go's server
+//! sees them on the wire (its `--wire-log`: our server cannot tell a compressed request from
+//! a plain one), and read whole by our server. gRPC's four compression interop cases, in
+//! every direction, are in tests/official_interop.rs.
 
 mod common;
 
@@ -16,7 +17,7 @@ use serde_json::Value;
 /// The reply to a 4,000-byte name, as compression_wire.py reads it off the wire, from a
 /// server compressing as `compression` says, for a client accepting `accept`.
 fn reply_on_the_wire(compression: Compression, min_len: usize, accept: &str) -> Value {
-    let server = TestServer::start(ServerConfig { compression, compression_min_len: min_len, ..ServerConfig::local() });
+    let server = TestServer::start(ServerConfig { compression, compression_min_len: min_len, ..common::local() });
     let mut cmd = tools().python("tests/hostile/compression_wire.py");
     cmd.args(["--addr", &server.addr, "--accept", accept]);
     let out = common::tools::run_ok(cmd, "compression_wire.py");
@@ -67,14 +68,50 @@ fn without_compression_no_reply_is_compressed() {
     assert_eq!(reply["grpc_accept_encoding"], "identity, deflate, gzip", "what C-core says it accepts: {reply}");
 }
 
+/// Our client compressing with gzip, as grpc-go's server sees each request message on the
+/// wire: a message of 1 KiB or more goes compressed, a smaller one plain (the minimum size),
+/// in every pattern; without the setting, none is compressed. (grpc-go has no deflate codec:
+/// deflate's requests are checked against our server below.)
+#[test]
+fn grpc_go_sees_our_clients_requests_compressed_from_1_kib() {
+    use common::tools::PeerServer;
+    for compression in [Compression::Gzip, Compression::None] {
+        let dir = tempfile::tempdir().unwrap();
+        let wire_log = dir.path().join("wire.log");
+        let mut cmd = tools().go_bin("interop-server");
+        cmd.args(["--port", "0", "--interval", "1ms", "--wire-log"]).arg(&wire_log);
+        let go = PeerServer::start(cmd, "grpc-go interop-server");
+        let greeter = Greeter::builder(&go.addr(), Duration::from_secs(30)).compression(compression).build().unwrap();
+        let client = blocking::Greeter::from(greeter);
+        let name = "n".repeat(5_000);
+        assert_eq!(client.say_hello(&name).unwrap(), format!("Hello {name}"));
+        assert_eq!(client.say_hello("small").unwrap(), "Hello small");
+        client.chat("c", &["m".repeat(2_000), "Bye".to_owned()], |_| {}).unwrap();
+        assert_eq!(client.record_metrics(&[1.0, 2.0]).unwrap().count, 2);
+        let seen: Vec<String> = std::fs::read_to_string(&wire_log).unwrap().lines().map(str::to_owned).collect();
+        let big = if compression == Compression::Gzip { "compressed" } else { "plain" };
+        assert_eq!(
+            seen,
+            [
+                format!("/greeter.Greeter/SayHello {big} 5003"),
+                "/greeter.Greeter/SayHello plain 7".to_owned(),
+                format!("/greeter.Greeter/Chat {big} 2006"),
+                "/greeter.Greeter/Chat plain 8".to_owned(),
+                "/greeter.Greeter/RecordMetrics plain 9".to_owned(),
+                "/greeter.Greeter/RecordMetrics plain 9".to_owned(),
+            ],
+            "{compression:?}"
+        );
+    }
+}
+
 /// Our client compressing its requests, our server (not compressing) inflating them: every
 /// pattern's content arrives whole.
 #[test]
 fn our_client_compresses_its_requests_and_our_server_reads_them() {
-    let server = TestServer::start(ServerConfig::local());
+    let server = TestServer::start(common::local());
     for compression in [Compression::Gzip, Compression::Deflate] {
-        let greeter =
-            Greeter::builder(&server.addr, Duration::from_secs(30)).compression(compression).connect().unwrap();
+        let greeter = Greeter::builder(&server.addr, Duration::from_secs(30)).compression(compression).build().unwrap();
         let client = blocking::Greeter::from(greeter);
         let name = "n".repeat(50_000);
         assert_eq!(client.say_hello(&name).unwrap(), format!("Hello {name}"), "{compression:?}");

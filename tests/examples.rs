@@ -131,7 +131,8 @@ fn the_server_help_explains_every_flag() {
     let defined = <ServerArgs as clap::Args>::augment_args(clap::Command::new("server").version("0"));
     let mut expected: BTreeSet<String> =
         defined.get_arguments().filter_map(|a| a.get_long()).map(str::to_owned).collect();
-    expected.extend(["help".to_owned(), "version".to_owned()]);
+    // With the server example's own flag (examples/server.rs), beside the ones it shares.
+    expected.extend(["help".to_owned(), "version".to_owned(), "health-check".to_owned()]);
     assert_eq!(listed, expected, "flags in --help vs flags ServerArgs defines");
 
     let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md")).unwrap();
@@ -181,4 +182,54 @@ fn smol_app_prints_its_timings_against_a_running_server() {
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(timing_line(&lines[0], "SayHello"), "1000 concurrent SayHello calls");
     assert_eq!(timing_line(&lines[1], "stock"), "20 concurrent stock subscriptions (100 ticks)");
+}
+
+/// examples/own_service.rs: `echo.Echo` beside Greeter, with what Greeter gets: grpcurl finds
+/// it through reflection and calls it, health reports it SERVING, /metrics counts its calls,
+/// a bad request gets its status, and SIGTERM stops it cleanly.
+#[test]
+fn own_service_example_serves_its_service_beside_greeter() {
+    use common::tools::tools;
+    let args = ["--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"];
+    let mut server = ServerProcess::start_example("own_service", &args, "info");
+    let metrics = server.wait_for_line("the server logs its metrics address", |l| l.contains("Metrics at http://"));
+    let metrics: std::net::SocketAddr =
+        metrics.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap().parse().unwrap();
+    let grpcurl = |args: &[&str]| {
+        let mut cmd = tools().go_bin("grpcurl");
+        cmd.arg("-plaintext").args(&args[..args.len() - 1]).arg(server.addr()).arg(args[args.len() - 1]);
+        output_within(cmd, &format!("grpcurl {args:?}"), DEADLINE)
+    };
+    let listed = grpcurl(&["list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.lines().any(|l| l == "echo.Echo") && listed.lines().any(|l| l == "greeter.Greeter"), "{listed}");
+
+    let said = grpcurl(&["-d", r#"{"text": "hi"}"#, "echo.Echo/Say"]);
+    let said: serde_json::Value = serde_json::from_slice(&said.stdout).expect("Say's reply as JSON");
+    assert_eq!(said, serde_json::json!({"text": "hi"}));
+
+    let repeated = grpcurl(&["-d", r#"{"text": "hi", "times": 3}"#, "echo.Echo/Repeat"]);
+    let replies: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&repeated.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("Repeat's replies as JSON");
+    let indexes: Vec<i64> = replies.iter().map(|r| r["index"].as_i64().unwrap()).collect();
+    assert_eq!(indexes, [1, 2, 3], "{replies:?}");
+
+    let refused = grpcurl(&["-d", r#"{"text": "hi", "times": 101}"#, "echo.Echo/Repeat"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("Code: InvalidArgument"), "{stderr}");
+    assert!(stderr.contains("times is 101; it must be between 0 and 100"), "{stderr}");
+
+    let health = grpcurl(&["-d", r#"{"service": "echo.Echo"}"#, "grpc.health.v1.Health/Check"]);
+    assert!(String::from_utf8_lossy(&health.stdout).contains("SERVING"), "{health:?}");
+
+    let counted = common::scrape::scrape(metrics);
+    let say_ok = [("grpc_type", "unary"), ("grpc_service", "echo.Echo"), ("grpc_method", "Say"), ("grpc_code", "OK")];
+    assert_eq!(counted.get("grpc_server_handled_total", &say_ok), Some(1.0));
+    let repeat = [("grpc_type", "server_stream"), ("grpc_service", "echo.Echo"), ("grpc_method", "Repeat")];
+    assert_eq!(counted.get("grpc_server_msg_sent_total", &repeat), Some(3.0));
+
+    server.signal("TERM");
+    assert!(server.wait_exit().success());
 }

@@ -15,7 +15,6 @@ use futures::executor::block_on;
 use futures::TryStreamExt as _;
 use greeter::proto::health::health_check_response::ServingStatus;
 use greeter::proto::health::{HealthCheckRequest, HealthClient};
-use greeter::ServerConfig;
 
 const SERVING: i32 = 0;
 const CANNOT_CONNECT: i32 = 2;
@@ -34,7 +33,7 @@ fn probe(addr: &str, args: &[&str]) -> (i32, String) {
 
 #[test]
 fn the_probe_finds_the_server_and_greeter_serving() {
-    let server = TestServer::start(ServerConfig::local());
+    let server = TestServer::start(common::local());
     assert_eq!(probe(&server.addr, &[]), (SERVING, "status: SERVING".to_owned()));
     assert_eq!(probe(&server.addr, &["-service", "greeter.Greeter"]), (SERVING, "status: SERVING".to_owned()));
     let (code, said) = probe(&server.addr, &["-service", "no.Such"]);
@@ -54,13 +53,13 @@ fn the_probe_cannot_connect_where_nothing_listens() {
 /// port closes; once the server has stopped, the probe cannot connect (exit 2).
 #[test]
 fn during_a_graceful_shutdown_the_probe_is_told_not_serving_before_the_port_closes() {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.shutdown.drain = Duration::from_secs(15); // far longer than the probe takes, even loaded
     let server = TestServer::start(config);
     let addr = server.addr.clone();
     // A health watcher (as a balancing client keeps), which makes the server drain.
     let health = HealthClient::new(server.channel());
-    let mut watch = health.watch(&HealthCheckRequest::default()).unwrap();
+    let mut watch = health.watch_opt(&HealthCheckRequest::default(), common::deadline()).unwrap();
     let status = |w: &mut grpcio::ClientSStreamReceiver<_>| {
         let reply: greeter::proto::health::HealthCheckResponse = block_on(w.try_next()).unwrap().expect("a status");
         reply.status.enum_value_or_default()
@@ -87,7 +86,7 @@ mod tls {
     use common::pki::{PemFiles, Pki};
 
     fn server(pki: &Pki, mutual: bool) -> TestServer {
-        let mut config = ServerConfig::local();
+        let mut config = common::local();
         config.tls = Some(pki.server_tls(mutual));
         TestServer::start(config)
     }

@@ -15,7 +15,6 @@ use std::process::Command;
 use common::abuse::{abuse, answer};
 use common::tools::{hostile_case, run_ok, tools};
 use common::TestServer;
-use greeter::ServerConfig;
 use serde_json::Value;
 
 const SCRIPT: &str = "tests/hostile/hostile.py";
@@ -385,7 +384,7 @@ mod checks {
         connection_intact(r);
     }
 
-    /// A Chat open and PINGs back to back, far more often than min_client_ping_interval (5 min
+    /// A Chat open and PINGs back to back, far more often than min_client_ping_interval (30 s
     /// here). C-core counts a strike for each ping too soon after the previous one (the first
     /// after it last wrote HEADERS, DATA or WINDOW_UPDATE is free); past max_ping_strikes (2
     /// here) it sends GOAWAY ENHANCE_YOUR_CALM "too_many_pings", ends the open call
@@ -406,7 +405,7 @@ macro_rules! hostile_cases {
         $(
             #[test]
             fn $case() {
-                let server = TestServer::start(ServerConfig::local());
+                let server = TestServer::start(common::local());
                 let r = run_case(&server.addr, stringify!($case));
                 checks::$case(&r);
                 still_serves(&server);
@@ -465,9 +464,9 @@ fn one_server_survives_every_case_in_a_row() {
     let ours: Vec<&str> = CASES.iter().map(|(name, _)| *name).collect();
     assert_eq!(listed, ours, "hostile.py's cases and this file's tests differ");
 
-    let server = TestServer::start(ServerConfig::local());
+    let server = TestServer::start(common::local());
     let client = server.raw_client();
-    let (mut sink, mut replies) = client.chat().unwrap();
+    let (mut sink, mut replies) = client.chat_opt(common::deadline()).unwrap();
     let mut chat = |text: &str| {
         block_on(async {
             let msg = ChatMessage { user: "bystander".into(), message: text.into(), ..Default::default() };
@@ -519,7 +518,7 @@ fn direct_answer(kind: &str) -> Value {
 /// every time.
 #[test]
 fn well_behaved_clients_lose_no_call_beside_a_hostile_one() {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.greeter.stock_interval = std::time::Duration::from_millis(10);
     let server = TestServer::start(config);
     let outcome = abuse(&server.addr, (0..4).map(|_| server.client()).collect());
@@ -536,7 +535,7 @@ fn after_abuse_every_call_is_released_and_handled() {
     use futures::TryStreamExt as _;
     use grpcio::CallOption;
 
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.metrics_addr = Some("127.0.0.1:0".to_owned());
     config.greeter.stock_interval = std::time::Duration::from_secs(60);
     let server = TestServer::start(config);
@@ -547,10 +546,10 @@ fn after_abuse_every_call_is_released_and_handled() {
     let mut dropped = Vec::new();
     for _ in 0..10 {
         // Each has its first tick, or its first reply: running on the server when dropped.
-        let mut ticks = client.get_stock_price(&common::tsmc()).unwrap();
+        let mut ticks = client.get_stock_price_opt(&common::tsmc(), common::deadline()).unwrap();
         futures::executor::block_on(ticks.try_next()).unwrap().unwrap();
         dropped.push(ticks);
-        let (mut sink, mut replies) = client.chat().unwrap();
+        let (mut sink, mut replies) = client.chat_opt(common::deadline()).unwrap();
         futures::executor::block_on(async {
             use futures::SinkExt as _;
             let msg = greeter::proto::ChatMessage { message: "hi".into(), ..Default::default() };

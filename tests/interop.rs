@@ -52,7 +52,7 @@ impl Server {
 
 /// The Rust client's side of a cell: the tutorial's four calls, every result checked.
 fn rust_client(server: &Server) {
-    common::assert_all_four_patterns(&Greeter::connect(&server.addr(), Duration::from_secs(30)), "Rust Client");
+    common::assert_all_four_patterns(&Greeter::new(&server.addr(), Duration::from_secs(30)), "Rust Client");
 }
 
 /// A Go or Python client checks everything itself and exits non-zero, saying what differed.
@@ -120,7 +120,7 @@ fn the_tutorials_own_clients_work_unmodified_against_our_server() {
         let config = common::with_metrics(ServerConfig::default(), Duration::from_millis(INTERVAL_MS));
         let server = config.start().expect("our server on port 50051 of the test's own network");
         run_tutorial_clients();
-        let metrics = scrape(server.metrics_addr().unwrap());
+        let metrics = scrape(server.metrics_local_addr().unwrap());
         (metrics.ticks_sent(), metrics.subscriptions_ended("OK"))
     });
     // Five ticks for the Go client and five for the Python one, all sent by this server.

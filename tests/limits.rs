@@ -11,18 +11,17 @@ use common::{status_code, wait_until, TestServer};
 use futures::executor::block_on;
 use futures::{SinkExt as _, TryStreamExt as _};
 use greeter::proto::{ChatMessage, GreeterClient, HelloRequest};
-use greeter::ServerConfig;
 use grpcio::{ChannelBuilder, EnvBuilder, RpcStatusCode, WriteFlags};
 
 #[test]
 fn a_chat_message_over_the_cap_is_invalid_argument_naming_the_limit() {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.greeter.max_chat_message_len = 16;
     let server = TestServer::start(config);
 
     // Lock-step, because a grpcio client drops replies still unread when a status arrives.
     let client = server.raw_client(); // kept: it owns the completion queue the call runs on
-    let (mut sink, mut replies) = client.chat().unwrap();
+    let (mut sink, mut replies) = client.chat_opt(common::deadline()).unwrap();
     let message = |text: String| {
         (ChatMessage { user: "Rust".into(), message: text, ..Default::default() }, WriteFlags::default())
     };
@@ -44,17 +43,17 @@ fn a_chat_message_over_the_cap_is_invalid_argument_naming_the_limit() {
 
 #[test]
 fn one_subscription_over_the_cap_is_resource_exhausted() {
-    let mut config = common::with_metrics(ServerConfig::local(), Duration::from_secs(60));
+    let mut config = common::with_metrics(common::local(), Duration::from_secs(60));
     config.greeter.max_subscriptions = 2;
     let server = TestServer::start(config);
     let client = server.raw_client();
     let req = common::tsmc();
 
-    let mut open: Vec<_> = (0..2).map(|_| client.get_stock_price(&req).unwrap()).collect();
+    let mut open: Vec<_> = (0..2).map(|_| client.get_stock_price_opt(&req, common::deadline()).unwrap()).collect();
     for stream in &mut open {
         block_on(stream.try_next()).unwrap().unwrap();
     }
-    let mut third = client.get_stock_price(&req).unwrap();
+    let mut third = client.get_stock_price_opt(&req, common::deadline()).unwrap();
     let err = block_on(third.try_next()).unwrap_err();
     assert_eq!(status_code(&err), RpcStatusCode::RESOURCE_EXHAUSTED);
     assert!(format!("{err:?}").contains("the limit (max_subscriptions) is 2"), "{err:?}");
@@ -62,20 +61,20 @@ fn one_subscription_over_the_cap_is_resource_exhausted() {
     // Cancelling one frees its place.
     drop(open.pop());
     wait_until("a place is free", || server.scrape().subscriptions_active() == 1.0);
-    let mut again = client.get_stock_price(&req).unwrap();
+    let mut again = client.get_stock_price_opt(&req, common::deadline()).unwrap();
     assert!(block_on(again.try_next()).unwrap().is_some());
 }
 
 #[test]
 fn calls_beyond_max_concurrent_streams_wait_for_a_free_stream() {
-    let mut config = common::with_metrics(ServerConfig::local(), Duration::from_millis(300));
+    let mut config = common::with_metrics(common::local(), Duration::from_millis(300));
     config.transport.max_concurrent_streams = 2;
     config.greeter.stock_ticks = 3;
     let server = TestServer::start(config);
     let client = server.raw_client(); // one connection for all three calls
     let req = common::tsmc();
 
-    let streams: Vec<_> = (0..3).map(|_| client.get_stock_price(&req).unwrap()).collect();
+    let streams: Vec<_> = (0..3).map(|_| client.get_stock_price_opt(&req, common::deadline()).unwrap()).collect();
     let reader = std::thread::spawn(move || {
         let tick_counts = streams.into_iter().map(|stream| block_on(stream.try_collect::<Vec<_>>()).map(|t| t.len()));
         tick_counts.collect::<Result<Vec<_>, _>>()
@@ -102,7 +101,7 @@ fn calls_beyond_max_concurrent_streams_wait_for_a_free_stream() {
 
 #[test]
 fn a_client_pinging_too_often_is_sent_away() {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.transport.min_client_ping_interval = Duration::from_secs(60);
     config.transport.max_ping_strikes = 1;
     config.greeter.stock_interval = Duration::from_secs(60);
@@ -119,7 +118,7 @@ fn a_client_pinging_too_often_is_sent_away() {
         .connect(&server.addr);
     let client = GreeterClient::new(channel);
     let req = common::tsmc();
-    let mut stream = client.get_stock_price(&req).unwrap();
+    let mut stream = client.get_stock_price_opt(&req, common::deadline()).unwrap();
     block_on(stream.try_next()).unwrap().unwrap();
     let err = block_on(stream.try_next()).unwrap_err();
     assert_eq!(status_code(&err), RpcStatusCode::UNAVAILABLE, "{err:?}");
@@ -146,7 +145,7 @@ fn a_client_pinging_too_often_is_sent_away() {
 
 #[test]
 fn a_reply_over_max_send_message_len_is_resource_exhausted() {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.transport.max_send_message_len = 100;
     let server = TestServer::start(config);
     let client = server.raw_client();
@@ -172,7 +171,7 @@ fn ten_thousand_subscriptions_are_served_and_one_more_is_refused() {
     use std::io::{BufRead as _, BufReader};
     use std::process::Stdio;
 
-    let mut config = common::with_metrics(ServerConfig::local(), Duration::from_secs(3600));
+    let mut config = common::with_metrics(common::local(), Duration::from_secs(3600));
     config.greeter.stock_ticks = 2;
     assert_eq!(config.greeter.max_subscriptions, 10_000, "the default limit");
     let server = TestServer::start(config);

@@ -17,11 +17,10 @@ use futures::executor::block_on;
 use futures::{SinkExt as _, StreamExt as _, TryStreamExt as _};
 use greeter::proto::health::{HealthCheckRequest, HealthClient};
 use greeter::proto::{ChatMessage, Metric};
-use greeter::ServerConfig;
 use grpcio::{CallOption, RpcStatusCode, WriteFlags};
 
 fn server() -> TestServer {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.metrics_addr = Some("127.0.0.1:0".to_owned());
     config.greeter.stock_interval = Duration::from_millis(200);
     TestServer::start(config)
@@ -32,7 +31,7 @@ fn scrape(server: &TestServer) -> Metrics {
 }
 
 fn metrics_addr(server: &TestServer) -> SocketAddr {
-    server.server().metrics_addr().expect("the config asked for metrics")
+    server.server().metrics_local_addr().expect("the config asked for metrics")
 }
 
 const GREETER: [(&str, &str); 4] = [
@@ -79,7 +78,7 @@ fn every_method_and_code_is_at_zero_before_the_first_call() {
 fn a_known_sequence_of_calls_gives_exact_counts() {
     // Ticks a second apart, so the stream cancelled after its first tick cannot have sent a
     // second before the cancel arrives, however slow this machine is at that moment.
-    let server = TestServer::start(common::with_metrics(ServerConfig::local(), Duration::from_secs(1)));
+    let server = TestServer::start(common::with_metrics(common::local(), Duration::from_secs(1)));
     let client = server.client();
     let raw = server.raw_client();
 
@@ -90,7 +89,7 @@ fn a_known_sequence_of_calls_gives_exact_counts() {
     assert_eq!(client.chat("m", &["a".to_owned(), "b".to_owned()], |_| {}).unwrap().len(), 2);
 
     // RecordMetrics with a NaN: INVALID_ARGUMENT after two messages.
-    let (mut sink, summary) = raw.record_metrics().unwrap();
+    let (mut sink, summary) = raw.record_metrics_opt(common::deadline()).unwrap();
     block_on(async {
         sink.send((Metric { value: 1.0, ..Default::default() }, WriteFlags::default())).await.unwrap();
         // The server may answer before this send completes: the call is then already over.
@@ -100,7 +99,7 @@ fn a_known_sequence_of_calls_gives_exact_counts() {
     assert_eq!(status_code(&block_on(summary).unwrap_err()), RpcStatusCode::INVALID_ARGUMENT);
 
     // A stream the client cancels after its first tick.
-    let mut cancelled = raw.get_stock_price(&common::tsmc()).unwrap();
+    let mut cancelled = raw.get_stock_price_opt(&common::tsmc(), common::deadline()).unwrap();
     block_on(cancelled.next()).unwrap().unwrap();
     cancelled.cancel();
     drop(cancelled);
@@ -179,8 +178,8 @@ fn a_known_sequence_of_calls_gives_exact_counts() {
 fn open_chats_and_subscriptions_are_gauges() {
     let server = server();
     let raw = server.raw_client();
-    let (mut chat, mut replies) = raw.chat().unwrap();
-    let mut stream = raw.get_stock_price(&common::tsmc()).unwrap();
+    let (mut chat, mut replies) = raw.chat_opt(common::deadline()).unwrap();
+    let mut stream = raw.get_stock_price_opt(&common::tsmc(), common::deadline()).unwrap();
     block_on(async {
         chat.send((ChatMessage { message: "hi".into(), ..Default::default() }, WriteFlags::default())).await.unwrap();
         replies.try_next().await.unwrap().unwrap();
@@ -235,6 +234,100 @@ fn promtool_accepts_the_output() {
     assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics: {}\n{report}", out.status);
 }
 
+/// A real Prometheus scraping `target` every second, killed when dropped, and its query API.
+struct Prometheus {
+    process: KillOnDrop,
+    web: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Prometheus scraping `target`, ready (`/-/ready` answers as Prometheus does). It cannot
+    /// report the port it chose, so the test picks one; one taken by another program in
+    /// between makes it exit, and the next try takes another.
+    fn start(target: SocketAddr) -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start(target) {
+                Ok(prometheus) => return prometheus,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("prometheus did not start in 3 tries: {failures:#?}");
+    }
+
+    fn try_start(target: SocketAddr) -> Result<Self, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: greeter\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let [port] = common::free_ports();
+        let web = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut cmd = Command::new(common::tools::prometheus().join("prometheus"));
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut prometheus =
+            Prometheus { process: KillOnDrop(cmd.spawn().expect("prometheus starts")), web, _dir: dir };
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = prometheus.process.0.try_wait() {
+                let mut stderr = String::new();
+                let _ = prometheus.process.0.stderr.take().unwrap().read_to_string(&mut stderr);
+                return Err(format!("prometheus exited ({status}): {stderr}"));
+            }
+            if TcpStream::connect(web).is_ok() {
+                let (status, body) = get(web, "/-/ready");
+                if status.contains("200") && body.contains("Prometheus Server is Ready") {
+                    return Ok(prometheus);
+                }
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err("prometheus was not ready within 60 s".to_owned());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The first answer to the instant query `query` that has a value, waiting up to a minute.
+    fn query(&mut self, query: &str) -> serde_json::Value {
+        let path = format!("/api/v1/query?query={}", urlencode(query));
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.process.0.try_wait() {
+                let mut stderr = String::new();
+                let _ = self.process.0.stderr.take().unwrap().read_to_string(&mut stderr);
+                panic!("prometheus exited ({status}): {stderr}");
+            }
+            if TcpStream::connect(self.web).is_ok() {
+                let (status, body) = get(self.web, &path);
+                if status.contains("200") && body.contains("\"value\"") {
+                    return serde_json::from_str(&body).unwrap();
+                }
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "Prometheus has no answer to {query} after 60 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn urlencode(query: &str) -> String {
+    query
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A real Prometheus scrapes us every second; its query API then returns SayHello's count.
 #[test]
 fn a_real_prometheus_scrapes_the_endpoint() {
@@ -242,50 +335,108 @@ fn a_real_prometheus_scrapes_the_endpoint() {
     for _ in 0..3 {
         server.client().say_hello("scraped").unwrap();
     }
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: greeter\n    static_configs:\n      - targets: ['{}']\n",
-            metrics_addr(&server)
-        ),
-    )
-    .unwrap();
-    // Prometheus cannot report the port it chose: take a free one.
-    let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut cmd = Command::new(common::tools::prometheus().join("prometheus"));
-    cmd.arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address={web}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut prometheus = KillOnDrop(cmd.spawn().expect("prometheus starts"));
-
-    let query =
-        "/api/v1/query?query=grpc_server_handled_total%7Bgrpc_method%3D%22SayHello%22%2Cgrpc_code%3D%22OK%22%7D";
-    let start = Instant::now();
-    let answer = loop {
-        if let Ok(Some(status)) = prometheus.0.try_wait() {
-            let mut stderr = String::new();
-            let _ = prometheus.0.stderr.take().unwrap().read_to_string(&mut stderr);
-            panic!("prometheus exited ({status}): {stderr}");
-        }
-        if TcpStream::connect(web).is_ok() {
-            let (status, body) = get(web, query);
-            if status.contains("200") && body.contains("\"value\"") {
-                break body;
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "Prometheus has no SayHello series after 60 s");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let mut prometheus = Prometheus::start(metrics_addr(&server));
+    let answer = prometheus.query(r#"grpc_server_handled_total{grpc_method="SayHello",grpc_code="OK"}"#);
     let result = &answer["data"]["result"][0];
     assert_eq!(result["metric"]["grpc_service"], "greeter.Greeter", "{answer}");
     assert_eq!(result["metric"]["grpc_type"], "unary", "{answer}");
     assert_eq!(result["metric"]["job"], "greeter", "{answer}");
     assert_eq!(result["value"][1], "3", "{answer}");
+}
+
+/// A client that sends its request a byte at a time, on connection after connection.
+struct Trickler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl Trickler {
+    /// One byte of `GET /metrics …` every `every`, a new connection each time the server
+    /// closes one.
+    fn start(addr: SocketAddr, every: Duration) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut connections = 0;
+            while !stopping.load(Ordering::Relaxed) {
+                let mut conn = TcpStream::connect(addr).unwrap();
+                connections += 1;
+                for byte in b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".iter().cycle() {
+                    if stopping.load(Ordering::Relaxed) || conn.write_all(&[*byte]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(every);
+                }
+            }
+            connections
+        });
+        Trickler { stop, thread: Some(thread) }
+    }
+
+    /// Stops; how many connections it opened.
+    fn stop(mut self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+/// One thread serves every scraper, none of them blocking: a scrape beside a client that
+/// trickles its request is answered at once (the old endpoint served one connection at a
+/// time and made it wait the trickler's whole timeout), and the trickler is cut at the request
+/// deadline (2 s), however slowly it keeps sending.
+#[test]
+fn a_scrape_is_answered_at_once_beside_a_client_that_trickles_its_request() {
+    let server = server();
+    let addr = metrics_addr(&server);
+    let tricklers: Vec<Trickler> = (0..3).map(|_| Trickler::start(addr, Duration::from_millis(300))).collect();
+    std::thread::sleep(Duration::from_millis(500)); // the tricklers are mid-request
+    for _ in 0..5 {
+        let started = Instant::now();
+        let (status, body) = get(addr, "/metrics");
+        let took = started.elapsed();
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert!(body.contains("grpc_server_started_total"));
+        assert!(took < Duration::from_secs(1), "a scrape beside three tricklers took {took:?}");
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    // ~3.5 s in: each trickler's first request was cut at its 2 s deadline.
+    for trickler in tricklers {
+        assert!(trickler.stop() >= 2, "the request deadline cut no trickler");
+    }
+}
+
+/// Requests have a bounded size: a header block over 8 KiB gets 431 and the connection ends.
+#[test]
+fn an_oversized_request_gets_431() {
+    let server = server();
+    let mut conn = TcpStream::connect(metrics_addr(&server)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let header = format!("GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(9 * 1024));
+    let _ = conn.write_all(header.as_bytes());
+    let mut response = String::new();
+    let _ = conn.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"), "{response}");
+}
+
+/// Prometheus keeps the target up while clients trickle requests beside it: every scrape of
+/// the last 10 s succeeded.
+#[test]
+fn trickling_clients_do_not_take_the_target_down_in_prometheus() {
+    let server = server();
+    let addr = metrics_addr(&server);
+    let mut prometheus = Prometheus::start(addr);
+    prometheus.query(r#"up{job="greeter"}"#); // the first scrape is in
+    let tricklers: Vec<Trickler> = (0..3).map(|_| Trickler::start(addr, Duration::from_millis(300))).collect();
+    std::thread::sleep(Duration::from_secs(10));
+    let samples = prometheus.query(r#"count_over_time(up{job="greeter"}[10s])"#);
+    let lowest = prometheus.query(r#"min_over_time(up{job="greeter"}[10s])"#);
+    for trickler in tricklers {
+        trickler.stop();
+    }
+    let count: f64 = samples["data"]["result"][0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(count >= 8.0, "only {count} scrapes in 10 s: {samples}");
+    assert_eq!(lowest["data"]["result"][0]["value"][1], "1", "a scrape failed beside the tricklers: {lowest}");
 }
 
 /// What grpcio answers before our handler runs is invisible to the metrics. A streaming
@@ -294,7 +445,7 @@ fn a_real_prometheus_scrapes_the_endpoint() {
 /// `Canceled`. An engine limit, named here so this test turns red the day grpcio tells more.
 #[test]
 fn oversized_messages_are_not_counted_for_unary_calls_and_count_as_canceled_for_streams() {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.metrics_addr = Some("127.0.0.1:0".to_owned());
     config.transport.max_receive_message_len = 100;
     let server = TestServer::start(config);

@@ -8,30 +8,33 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::abuse::{abuse, answer};
 use common::examples::ServerProcess;
 use common::load::Load;
 use common::netns::in_private_network;
+use common::nginx::Nginx;
 use common::tools::{hostile_case, nginx, run_tutorial_clients, tools};
 use greeter::blocking::Greeter;
 use grpcio::RpcStatusCode;
 use serde_json::Value;
 
-const CONF: &str = "deploy/nginx/greeter.conf";
 const GREETING: &str = "Received greeting request";
 
-/// nginx with deploy/nginx/greeter.conf in front of three replicas; all stopped when dropped.
+/// nginx with deploy/nginx/greeter.conf in front of three replicas; all stopped when dropped
+/// (nginx first).
 struct Front {
-    nginx: Child,
-    port: u16,
+    nginx: Nginx,
     replicas: Vec<ServerProcess>,
-    dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Front {
+    type Target = Nginx;
+
+    fn deref(&self) -> &Nginx {
+        &self.nginx
+    }
 }
 
 impl Front {
@@ -40,100 +43,8 @@ impl Front {
         let replicas: Vec<ServerProcess> = (0..3)
             .map(|_| ServerProcess::start(&["--addr", "127.0.0.1:0", "--stock-interval", "10ms"], "info,greeter=debug"))
             .collect();
-        let mut front = Front::spawn(if port == 0 { free_port() } else { port }, replicas);
-        // nginx cannot report a port it chose, so a free one is taken first: another program
-        // may bind it before nginx does. nginx then exits saying so, and tries another.
-        for _ in 0..5 {
-            match front.wait_listening() {
-                Ok(()) => return front,
-                Err(taken) if port == 0 => {
-                    eprintln!("nginx: {taken}; another port");
-                    let replicas = std::mem::take(&mut front.replicas);
-                    front = Front::spawn(free_port(), replicas);
-                }
-                Err(taken) => panic!("nginx cannot listen on {port}: {taken}"),
-            }
-        }
-        panic!("nginx found no free port in 5 tries: {}", front.error_log());
-    }
-
-    /// nginx with the shipped config, on `port`, before `replicas`.
-    fn spawn(port: u16, replicas: Vec<ServerProcess>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
-        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
-        write_conf(&dir.path().join("greeter.conf"), port, &replicas, None);
-        // A process group of its own, so that stopping it stops its workers too; its stderr
-        // (start-up errors) in the error log's directory.
-        let child = Command::new(nginx())
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("greeter.conf"))
-            .args(["-g", "daemon off;"])
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("logs/stderr.log")).unwrap())
-            .spawn()
-            .expect("nginx starts");
-        Front { nginx: child, port, replicas, dir }
-    }
-
-    /// Waits until this nginx listens: it has written its pid file, which it does only once it
-    /// has bound its ports, and the port takes connections. `Err` when the port was taken.
-    fn wait_listening(&mut self) -> Result<(), String> {
-        let start = Instant::now();
-        let pid_file = self.dir.path().join("logs/nginx.pid");
-        let ours = self.nginx.id().to_string();
-        loop {
-            let written = std::fs::read_to_string(&pid_file).is_ok_and(|pid| pid.trim() == ours);
-            if written && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            if let Ok(Some(status)) = self.nginx.try_wait() {
-                let log = self.error_log();
-                if log.contains("Address already in use") {
-                    return Err(format!("port {} was taken", self.port));
-                }
-                panic!("nginx exited ({status}) at start: {log}");
-            }
-            assert!(start.elapsed() < Duration::from_secs(10), "nginx does not listen: {}", self.error_log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn error_log(&self) -> String {
-        let read = |name: &str| std::fs::read_to_string(self.dir.path().join("logs").join(name)).unwrap_or_default();
-        read("stderr.log") + &read("error.log")
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// nginx's access log, a line per request (the shipped `grpc` format).
-    fn access_log(&self) -> Vec<String> {
-        let log = std::fs::read_to_string(self.dir.path().join("logs/access.log")).unwrap_or_default();
-        log.lines().map(str::to_owned).collect()
-    }
-
-    /// Greeter calls nginx passed on to a replica, by its access log.
-    fn calls_proxied(&self) -> usize {
-        let passed_on = |l: &String| l.contains("POST /greeter.Greeter/") && !l.contains(" upstream=- ");
-        self.access_log().iter().filter(|l| passed_on(l)).count()
-    }
-
-    /// Requests nginx answered itself, by its access log.
-    fn answered_at_the_front(&self) -> usize {
-        self.access_log().iter().filter(|l| l.contains(" upstream=- ")).count()
-    }
-
-    /// Takes replica `i` out of the upstream and reloads nginx (SIGHUP: new workers with the
-    /// new config; the old ones finish their requests and exit).
-    fn remove_and_reload(&self, i: usize) {
-        write_conf(&self.dir.path().join("greeter.conf"), self.port, &self.replicas, Some(i));
-        let sent = Command::new("kill").args(["-HUP", &self.nginx.id().to_string()]).status().unwrap();
-        assert!(sent.success());
+        let addrs: Vec<String> = replicas.iter().map(ServerProcess::addr).collect();
+        Front { nginx: Nginx::start(port, &addrs), replicas }
     }
 
     fn served(&self) -> Vec<usize> {
@@ -151,54 +62,6 @@ impl Front {
         while !condition(self) {
             assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting until {what}: {:?}", self.served());
             std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Front {
-    /// SIGTERM to nginx's process group (master and workers); SIGKILL to the group if the
-    /// master has not exited within 5 s.
-    fn drop(&mut self) {
-        let group = format!("-{}", self.nginx.id());
-        let kill = |signal: &str| Command::new("kill").args([signal, "--", &group]).stderr(Stdio::null()).status();
-        let _ = kill("-TERM");
-        let start = Instant::now();
-        while matches!(self.nginx.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = kill("-KILL"); // the group may be gone already
-        let _ = self.nginx.wait();
-    }
-}
-
-/// deploy/nginx/greeter.conf with our ports, leaving out replica `skip`'s upstream line.
-fn write_conf(path: &std::path::Path, port: u16, replicas: &[ServerProcess], skip: Option<usize>) {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut conf = std::fs::read_to_string(repo.join(CONF)).unwrap();
-    for (i, replica) in replicas.iter().enumerate() {
-        conf = replaced(&conf, &format!("127.0.0.1:{}", 50081 + i), &replica.addr());
-    }
-    if let Some(i) = skip {
-        let gone = format!("server {} ", replicas[i].addr());
-        conf = conf.lines().filter(|l| !l.contains(&gone)).collect::<Vec<_>>().join("\n");
-    }
-    conf = replaced(&conf, "127.0.0.1:8080", &format!("127.0.0.1:{port}"));
-    conf = replaced(&conf, "[::1]:8080", &format!("[::1]:{port}"));
-    std::fs::write(path, conf).unwrap();
-}
-
-fn replaced(conf: &str, from: &str, to: &str) -> String {
-    assert!(conf.contains(from), "{CONF} no longer mentions {from}");
-    conf.replace(from, to)
-}
-
-/// A port free right now on both loopbacks (nginx cannot report the port it chose).
-fn free_port() -> u16 {
-    loop {
-        let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = v4.local_addr().unwrap().port();
-        if TcpListener::bind(("::1", port)).is_ok() {
-            return port;
         }
     }
 }
@@ -225,7 +88,7 @@ fn the_tutorial_clients_run_all_four_patterns_through_nginx() {
 #[test]
 fn our_client_runs_all_four_patterns_through_nginx() {
     let front = Front::start(0);
-    common::assert_all_four_patterns(&Greeter::connect(&front.addr(), Duration::from_secs(10)), "nginx");
+    common::assert_all_four_patterns(&Greeter::new(&front.addr(), Duration::from_secs(10)), "nginx");
     front.wait_until("nginx logged 5 calls", |f| f.calls_proxied() >= 5);
     front.wait_served("a replica served the SayHello call", |s| s.iter().sum::<usize>() >= 1);
     assert_eq!(front.calls_proxied(), 5, "nginx's access log");
@@ -234,7 +97,7 @@ fn our_client_runs_all_four_patterns_through_nginx() {
 
 /// Four client threads calling SayHello through nginx, each on its own connection.
 fn load(addr: &str) -> Load {
-    Load::say_hello((0..4).map(|_| Greeter::connect(addr, Duration::from_secs(10))).collect())
+    Load::say_hello((0..4).map(|_| Greeter::new(addr, Duration::from_secs(10))).collect())
 }
 
 /// The rolling-restart procedure behind nginx: take the replica out of the upstream, reload
@@ -329,8 +192,8 @@ fn nginx_stops_a_message_announced_as_4gib_at_16mib() {
 fn a_client_stream_over_the_body_limit_gets_resource_exhausted() {
     use futures::{SinkExt as _, StreamExt as _};
     let front = Front::start(0);
-    let greeter = Greeter::connect(&front.addr(), Duration::from_secs(30));
-    let (mut sink, summary) = greeter.raw().record_metrics().unwrap();
+    let greeter = Greeter::new(&front.addr(), Duration::from_secs(30));
+    let (mut sink, summary) = greeter.raw().record_metrics_opt(common::deadline()).unwrap();
     let mut metric = greeter::proto::Metric { value: 1.5, ..Default::default() };
     metric.special_fields.mut_unknown_fields().add_length_delimited(15, vec![0; 1 << 20]);
     let mut metrics =
@@ -414,7 +277,7 @@ const OVER_LIMIT: &str = "Received message larger than max (4194305 vs. 4194304)
 #[test]
 fn a_hostile_client_cannot_empty_the_front_and_every_malformed_request_gets_its_answer() {
     let front = Front::start(0);
-    let good = (0..4).map(|_| Greeter::connect(&front.addr(), Duration::from_secs(30))).collect();
+    let good = (0..4).map(|_| Greeter::new(&front.addr(), Duration::from_secs(30))).collect();
     let outcome = abuse(&front.addr(), good);
     let log = front.error_log();
     outcome.assert(front_answers);
@@ -436,9 +299,9 @@ fn a_hostile_client_cannot_empty_the_front_and_every_malformed_request_gets_its_
 #[test]
 fn a_deadline_through_nginx_is_deadline_exceeded_for_a_grpc_client() {
     let front = Front::start(0);
-    let greeter = Greeter::connect(&front.addr(), Duration::from_millis(25));
+    let greeter = Greeter::new(&front.addr(), Duration::from_millis(25));
     let err = greeter.stock_prices("TSMC", |_| {}).expect_err("the deadline passes before the fifth tick");
     assert_eq!(err.code(), Some(RpcStatusCode::DEADLINE_EXCEEDED), "{err}");
-    let after = Greeter::connect(&front.addr(), Duration::from_secs(10)).say_hello("after");
+    let after = Greeter::new(&front.addr(), Duration::from_secs(10)).say_hello("after");
     assert_eq!(after.map_err(|e| e.to_string()), Ok("Hello after".to_owned()));
 }

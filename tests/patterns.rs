@@ -9,7 +9,6 @@ use futures::executor::block_on;
 use futures::{SinkExt as _, StreamExt as _, TryStreamExt as _};
 use greeter::patterns::stock_price::PRICE_RANGE;
 use greeter::proto::ChatMessage;
-use greeter::ServerConfig;
 use grpcio::{CallOption, RpcStatusCode, WriteFlags};
 
 const FAST: Duration = Duration::from_millis(5);
@@ -57,7 +56,7 @@ fn stock_price_sends_five_ticks_of_the_symbol_in_price_range() {
 
 #[test]
 fn stock_price_tick_count_is_configurable() {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.greeter.stock_ticks = 1000;
     config.greeter.stock_interval = Duration::ZERO;
     let server = TestServer::start(config);
@@ -68,13 +67,13 @@ fn stock_price_tick_count_is_configurable() {
 fn cancelling_a_stock_stream_stops_the_ticker_at_once() {
     // Ticks are a minute apart: if cancellation were only noticed at the next tick, the
     // ticker would still be running when `wait_until` gives up after 10 s.
-    let mut config = common::with_metrics(ServerConfig::local(), Duration::from_secs(60));
+    let mut config = common::with_metrics(common::local(), Duration::from_secs(60));
     config.greeter.stock_ticks = 100;
     let server = TestServer::start(config);
 
     let client = server.raw_client();
     let req = common::tsmc();
-    let mut stream = client.get_stock_price(&req).unwrap();
+    let mut stream = client.get_stock_price_opt(&req, common::deadline()).unwrap();
     block_on(stream.next()).unwrap().unwrap();
     stream.cancel();
     drop(stream);
@@ -91,13 +90,13 @@ fn cancelling_after_two_ticks_stops_the_ticker_before_a_third() {
     // The yardstick: a ticker that only noticed the cancel when its next tick was due would
     // stop an interval after it, not at once.
     let interval = Duration::from_secs(3);
-    let mut config = common::with_metrics(ServerConfig::local(), interval);
+    let mut config = common::with_metrics(common::local(), interval);
     config.greeter.stock_ticks = 100;
     let server = TestServer::start(config);
 
     let client = server.raw_client();
     let req = common::tsmc();
-    let mut stream = client.get_stock_price(&req).unwrap();
+    let mut stream = client.get_stock_price_opt(&req, common::deadline()).unwrap();
     for _ in 0..2 {
         block_on(stream.next()).unwrap().unwrap();
     }
@@ -155,7 +154,7 @@ fn record_metrics_sums_100_000_values_exactly() {
     // 100 000 messages, one C-core write batch each, in a debug build: ~6 s on a quiet machine,
     // 20 s with the load average at 6 on 2 cores, and once over the common 30 s deadline in
     // the flake hunt (tls run 5). This test is about exact sums, not speed: 120 s.
-    let client = greeter::blocking::Greeter::connect(&server.addr, Duration::from_secs(120));
+    let client = greeter::blocking::Greeter::new(&server.addr, Duration::from_secs(120));
     let summary = client.record_metrics(&values).unwrap();
     assert_eq!(summary.count, 100_000);
     let exact = (0.1 + (1e6 + 0.3)) / 2.0;
@@ -198,7 +197,7 @@ fn chat_answers_each_message_as_the_server() {
 fn chat_in_lock_step_answers_1000_messages_in_order() {
     let server = TestServer::with_interval(FAST);
     let client = server.raw_client();
-    let (mut sink, mut replies) = client.chat().unwrap();
+    let (mut sink, mut replies) = client.chat_opt(common::deadline()).unwrap();
     block_on(async {
         for i in 0..1000 {
             let msg = ChatMessage { user: "Rust".into(), message: format!("message {i}"), ..Default::default() };
@@ -253,7 +252,7 @@ fn twenty_concurrent_pipelined_chats_get_every_reply_in_order() {
         .map(|c| {
             let client = server.raw_client();
             std::thread::spawn(move || {
-                let (mut sink, replies) = client.chat().unwrap();
+                let (mut sink, replies) = client.chat_opt(common::deadline()).unwrap();
                 let sending = std::thread::spawn(move || {
                     block_on(async {
                         for i in 0..1000 {

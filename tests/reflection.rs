@@ -9,7 +9,6 @@ use futures::executor::block_on;
 use futures::{SinkExt as _, TryStreamExt as _};
 use greeter::proto::health::health_check_response::ServingStatus;
 use greeter::proto::reflection::{v1, v1alpha};
-use greeter::ServerConfig;
 use grpcio::WriteFlags;
 use protobuf::Message as _;
 use v1::server_reflection_request::Message_request as Question;
@@ -24,7 +23,7 @@ fn grpcurl(server: &TestServer, flags: &[&str], args: &[&str]) -> String {
 
 #[test]
 fn grpcurl_lists_every_service() {
-    let server = TestServer::start(ServerConfig::local());
+    let server = TestServer::start(common::local());
     let listed = grpcurl(&server, &[], &["list"]);
     assert_eq!(
         listed.lines().collect::<Vec<_>>(),
@@ -39,7 +38,7 @@ fn grpcurl_lists_every_service() {
 
 #[test]
 fn grpcurl_describes_the_service_and_its_messages() {
-    let server = TestServer::start(ServerConfig::local());
+    let server = TestServer::start(common::local());
     let service = grpcurl(&server, &[], &["describe", "greeter.Greeter"]);
     for line in [
         "greeter.Greeter is a service:",
@@ -59,7 +58,7 @@ fn grpcurl_describes_the_service_and_its_messages() {
 
 #[test]
 fn grpcurl_calls_unary_and_server_streaming_methods_without_the_proto() {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.greeter.stock_interval = std::time::Duration::from_millis(5);
     let server = TestServer::start(config);
     let hello = grpcurl(&server, &["-d", r#"{"name":"grpcurl"}"#], &["greeter.Greeter/SayHello"]);
@@ -71,7 +70,7 @@ fn grpcurl_calls_unary_and_server_streaming_methods_without_the_proto() {
 
 #[test]
 fn grpcurl_checks_health_without_the_proto() {
-    let server = TestServer::start(ServerConfig::local());
+    let server = TestServer::start(common::local());
     let check = || grpcurl(&server, &["-d", r#"{"service":"greeter.Greeter"}"#], &["grpc.health.v1.Health/Check"]);
     assert_eq!(check(), "{\n  \"status\": \"SERVING\"\n}\n");
     // The answer is the server's current status, not a constant.
@@ -81,7 +80,7 @@ fn grpcurl_checks_health_without_the_proto() {
 
 #[test]
 fn python_reflection_client_builds_the_messages_and_calls_say_hello() {
-    let server = TestServer::start(ServerConfig::local());
+    let server = TestServer::start(common::local());
     let mut cmd = tools().python("tests/interop/python/reflection_client.py");
     cmd.args(["--addr", &server.addr]);
     let out = String::from_utf8(run_ok(cmd, "reflection_client.py").stdout).unwrap();
@@ -94,9 +93,9 @@ fn request(question: Question) -> v1::ServerReflectionRequest {
 
 #[test]
 fn one_v1_stream_answers_in_order_and_stays_open_after_not_found() {
-    let server = TestServer::start(ServerConfig::local());
+    let server = TestServer::start(common::local());
     let client = v1::ServerReflectionClient::new(server.channel());
-    let (mut sink, mut answers) = client.server_reflection_info().unwrap();
+    let (mut sink, mut answers) = client.server_reflection_info_opt(common::deadline()).unwrap();
     block_on(async {
         let questions = [
             Question::ListServices(String::new()),
@@ -120,9 +119,9 @@ fn one_v1_stream_answers_in_order_and_stays_open_after_not_found() {
 
 #[test]
 fn v1alpha_answers_like_v1() {
-    let server = TestServer::start(ServerConfig::local());
+    let server = TestServer::start(common::local());
     let client = v1alpha::ServerReflectionClient::new(server.channel());
-    let (mut sink, mut answers) = client.server_reflection_info().unwrap();
+    let (mut sink, mut answers) = client.server_reflection_info_opt(common::deadline()).unwrap();
     block_on(async {
         let question = v1alpha::ServerReflectionRequest {
             message_request: Some(v1alpha::server_reflection_request::Message_request::FileByFilename(
@@ -142,11 +141,11 @@ fn v1alpha_answers_like_v1() {
 
 #[test]
 fn reflection_can_be_turned_off() {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.reflection = false;
     let server = TestServer::start(config);
     let client = v1::ServerReflectionClient::new(server.channel());
-    let (mut sink, mut answers) = client.server_reflection_info().unwrap();
+    let (mut sink, mut answers) = client.server_reflection_info_opt(common::deadline()).unwrap();
     let err = block_on(async {
         let _ = sink.send((request(Question::ListServices(String::new())), WriteFlags::default())).await;
         answers.try_next().await.unwrap_err()

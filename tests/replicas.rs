@@ -1,6 +1,7 @@
 //! Replicas behind C-core's own client-side load balancing: three `server` example processes
 //! on loopback, and clients whose channel names all three (`ipv4:a,b,c`) with `round_robin`,
-//! health-checked subchannels and SayHello retried on UNAVAILABLE (`greeter::round_robin_service_config`).
+//! health-checked subchannels, SayHello retried on UNAVAILABLE only where a test says so: a
+//! claim that no call is lost is made without a retry policy.
 //!
 //! The evidence of where each call went is each replica's own log: at debug level it writes
 //! one "Received greeting request" line per SayHello it served.
@@ -10,9 +11,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::examples::ServerProcess;
+use common::lb::round_robin_service_config;
 use common::lb::{without_retries, PeerClient, GREETING, WARM_UP};
 use common::load::Load;
-use greeter::round_robin_service_config;
 use greeter::{blocking, ClientError, Greeter, LoadBalancing};
 use grpcio::RpcStatusCode;
 
@@ -71,13 +72,20 @@ impl Replicas {
     }
 }
 
-/// Four client threads, each on its own round_robin channel.
-fn load(target: &str) -> Load {
-    Load::say_hello((0..4).map(|_| round_robin(target, Duration::from_secs(10)).into()).collect())
+/// Four client threads, each on its own round_robin channel; SayHello retried on UNAVAILABLE
+/// as `retry` says.
+fn load(target: &str, retry: bool) -> Load {
+    Load::say_hello((0..4).map(|_| round_robin(target, Duration::from_secs(10), retry).into()).collect())
 }
 
-fn round_robin(target: &str, deadline: Duration) -> Greeter {
-    Greeter::builder(target, deadline).load_balancing(LoadBalancing::RoundRobin).connect().unwrap()
+/// Our client with round_robin: health-checked, and SayHello retried on UNAVAILABLE when
+/// `retry` (C-core's transparent retry of a call no server saw happens either way).
+fn round_robin(target: &str, deadline: Duration, retry: bool) -> Greeter {
+    Greeter::builder(target, deadline)
+        .load_balancing(LoadBalancing::RoundRobin)
+        .retry_unavailable(retry)
+        .build()
+        .unwrap()
 }
 
 impl Replicas {
@@ -102,7 +110,7 @@ impl Replicas {
 #[test]
 fn round_robin_spreads_300_calls_over_three_replicas() {
     let replicas = Replicas::start(3, &[]);
-    let greeter = round_robin(&replicas.target(), Duration::from_secs(10));
+    let greeter = round_robin(&replicas.target(), Duration::from_secs(10), false);
     replicas.warm_up(&greeter);
     let client = blocking::Greeter::from(greeter);
     for i in 0..300 {
@@ -113,11 +121,12 @@ fn round_robin_spreads_300_calls_over_three_replicas() {
 }
 
 /// SIGTERM on a replica under load: its health turns NOT_SERVING, the clients' round_robin
-/// stops picking it while it still serves (the drain), and then it stops. No call fails.
+/// stops picking it while it still serves (the drain), and then it stops. No call fails, with
+/// no retry policy: a call lost would be a failure.
 #[test]
 fn a_replica_draining_on_sigterm_loses_no_call() {
     let mut replicas = Replicas::start(3, &[]);
-    let load = load(&replicas.target());
+    let load = load(&replicas.target(), false);
     replicas.wait_served("every replica gets traffic", |s| s.iter().all(|&n| n >= 20));
 
     replicas.servers[0].signal("TERM");
@@ -136,8 +145,10 @@ fn a_call_after_not_serving(drain: &str) -> Result<String, ClientError> {
     use greeter::proto::health::health_check_response::ServingStatus;
     use greeter::proto::health::{HealthCheckRequest, HealthClient};
     let replica = replica(0, &["--drain", drain]);
-    let watcher = Greeter::connect(&replica.addr(), Duration::from_secs(30));
-    let mut watch = HealthClient::new(watcher.channel().clone()).watch(&HealthCheckRequest::default()).unwrap();
+    let watcher = Greeter::new(&replica.addr(), Duration::from_secs(30));
+    let mut watch = HealthClient::new(watcher.channel().clone())
+        .watch_opt(&HealthCheckRequest::default(), common::deadline())
+        .unwrap();
     let status = |w: &mut grpcio::ClientSStreamReceiver<greeter::proto::health::HealthCheckResponse>| {
         futures::executor::block_on(futures::TryStreamExt::try_next(w)).unwrap().unwrap().status.enum_value_or_default()
     };
@@ -145,7 +156,7 @@ fn a_call_after_not_serving(drain: &str) -> Result<String, ClientError> {
     replica.signal("TERM");
     assert_eq!(status(&mut watch), ServingStatus::NOT_SERVING, "the watcher hears it first");
     // A client of its own (no health checks, no retries): one attempt, on a new connection.
-    let late = Greeter::connect(&replica.addr(), Duration::from_secs(10));
+    let late = Greeter::new(&replica.addr(), Duration::from_secs(10));
     futures::executor::block_on(late.say_hello("after NOT_SERVING"))
 }
 
@@ -160,20 +171,20 @@ fn without_a_drain_a_call_after_not_serving_is_refused() {
     assert_eq!(err.code(), Some(RpcStatusCode::UNAVAILABLE), "{err}");
 }
 
-/// SIGKILL on a replica under load: unary calls on it are retried elsewhere (none fails),
-/// subscriptions on it end UNAVAILABLE and the others finish; restarted on its port, it gets
-/// calls again.
+/// SIGKILL on a replica under load: unary calls on it are retried elsewhere (none fails: the
+/// retry policy is what a crash needs, since the calls it was serving are lost), subscriptions
+/// on it end UNAVAILABLE and the others finish; restarted on its port, it gets calls again.
 #[test]
 fn a_crashed_replica_costs_no_unary_call_and_gets_traffic_again_after_restart() {
     // Subscriptions of 100 ticks 50 ms apart: still running when the replica dies.
     let mut replicas = Replicas::start(3, &["--stock-ticks", "100", "--stock-interval", "50ms"]);
-    let load = load(&replicas.target());
+    let load = load(&replicas.target(), true);
     replicas.wait_served("every replica gets traffic", |s| s.iter().all(|&n| n >= 20));
 
     // The deadline is for a hung stream, not a slow one: a subscription runs 5 s at least, and
     // with this file's other tests beside it (some 20 processes on 2 cores) a replica's two
     // streams once took over 10 s.
-    let greeter = round_robin(&replicas.target(), Duration::from_secs(60));
+    let greeter = round_robin(&replicas.target(), Duration::from_secs(60), true);
     // This client's own connections (a Greeter does not share C-core's subchannels) must be up
     // to all three before the subscriptions, or round_robin spreads them over the ready ones
     // only.

@@ -57,7 +57,7 @@ mod checks {
     use futures::channel::mpsc;
     use futures::{stream, StreamExt as _, TryStreamExt as _};
     use futures_timer::Delay;
-    use greeter::{Greeter, ServerConfig};
+    use greeter::Greeter;
     use grpcio::RpcStatusCode;
 
     const FAST: Duration = Duration::from_millis(10);
@@ -124,7 +124,7 @@ mod checks {
     /// 5 ticks 500 ms apart cannot fit in a 300 ms deadline.
     pub async fn deadline_exceeded() {
         let server = TestServer::with_interval(Duration::from_millis(500));
-        let greeter = Greeter::connect(&server.addr, Duration::from_millis(300));
+        let greeter = Greeter::new(&server.addr, Duration::from_millis(300));
         let result: Result<Vec<_>, _> = greeter.stock_prices("TSMC").unwrap().try_collect().await;
         let err = result.unwrap_err();
         assert_eq!(err.code(), Some(RpcStatusCode::DEADLINE_EXCEEDED), "{err}");
@@ -160,7 +160,7 @@ mod checks {
 
     /// The async shutdown waits for a subscription in flight, which ends OK.
     pub async fn shutdown_waits_for_calls_in_flight() {
-        let mut config = ServerConfig::local();
+        let mut config = common::local();
         config.greeter.stock_interval = Duration::from_millis(50);
         let server = TestServer::start(config);
         let mut ticks = server.async_client().stock_prices("TSMC").unwrap();
@@ -194,7 +194,7 @@ conformance_suite!(tokio_multi_thread, tokio_current_thread, smol, futures_threa
 /// another they would take 20 × ~2 s; side by side, about one subscription's time.
 #[test]
 fn twenty_subscriptions_share_one_current_thread_runtime() {
-    let server = TestServer::start(greeter::ServerConfig::local());
+    let server = TestServer::start(common::local());
     let greeter = server.async_client();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (one, twenty) = rt.block_on(async {
@@ -227,63 +227,110 @@ fn the_async_client_is_clone_send_and_sync() {
     shareable::<greeter::blocking::Greeter>();
 }
 
+/// When a task beside the calls beat, on a current-thread runtime: `tokio::time::interval`
+/// in `Delay` mode, so beats the executor missed are not made up at once afterwards.
+struct Heartbeat {
+    beats: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+}
+
+impl Heartbeat {
+    /// Spawns the beating task (every 5 ms) on the current runtime.
+    fn start() -> Self {
+        let beats = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let beating = beats.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(5));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                beating.lock().unwrap().push(Instant::now());
+            }
+        });
+        Heartbeat { beats }
+    }
+
+    /// Awaits `call`, which must take at least 300 ms, and asserts that the executor's other
+    /// task beat all along: no gap between two beats (or between the call's start or end and
+    /// the nearest beat) as long as half the call. A call that blocked the executor for most
+    /// of its time would leave one gap as long as itself.
+    async fn beats_through<T>(&self, what: &str, call: impl std::future::Future<Output = T>) -> T {
+        let start = Instant::now();
+        let result = call.await;
+        let end = Instant::now();
+        let took = end - start;
+        assert!(took >= Duration::from_millis(300), "{what} took only {took:?}: too short to tell");
+        let mut times: Vec<Instant> =
+            self.beats.lock().unwrap().iter().copied().filter(|&t| t > start && t < end).collect();
+        times.insert(0, start);
+        times.push(end);
+        let gap = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(gap < took / 2, "{what} ({took:?}): the executor's other task did not beat for {gap:?}");
+        result
+    }
+}
+
 /// The executor is never blocked: on one current-thread tokio runtime, a heartbeat task keeps
 /// beating while the client's calls of every pattern and the async shutdown are awaited on the
 /// same thread. grpcio's own thread completes the calls, so a call that blocked the executor
-/// would still finish; only a task beside it shows the block, as beats that do not come.
+/// would still finish; only a task beside it shows the block, as a gap in its beats.
 #[test]
 fn a_current_thread_runtime_keeps_its_other_tasks_running_during_calls_and_the_shutdown() {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
-
     use futures::{stream, StreamExt as _, TryStreamExt as _};
     use futures_timer::Delay;
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let beats = Arc::new(AtomicU64::new(0));
-        let beating = beats.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(2));
-            loop {
-                every.tick().await;
-                beating.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        // Each call below takes 60 ms or more: ~30 beats when nothing blocks, none when
-        // something does. Five is the bound between the two.
-        let beats_during = |what: &str, before: u64| {
-            let n = beats.load(Ordering::Relaxed) - before;
-            assert!(n >= 5, "{what}: the executor's other task beat {n} times");
-        };
-        let server = TestServer::with_interval(Duration::from_millis(20));
+        let heartbeat = Heartbeat::start();
+        // SayHello answered 400 ms late: a greeter.Greeter of the test's own, whose SayHello
+        // waits, replaces the built-in one.
+        let slow_hello = greeter::Service::new(greeter::proto::file_descriptor(), "greeter.Greeter").unary(
+            "SayHello",
+            |_, request: greeter::proto::HelloRequest| async move {
+                Delay::new(Duration::from_millis(400)).await;
+                Ok(greeter::proto::HelloReply { message: format!("Hello {}", request.name), ..Default::default() })
+            },
+        );
+        let slow = TestServer::start(greeter::ServerConfig { services: vec![slow_hello], ..common::local() });
+        let hello = heartbeat.beats_through("SayHello (answered after 400 ms)", slow.async_client().say_hello("beat"));
+        assert_eq!(hello.await.unwrap(), "Hello beat");
+
+        let server = TestServer::with_interval(Duration::from_millis(100));
         let greeter = server.async_client();
-        let slow = |values: Vec<f64>| {
+        let slowly = |values: Vec<f64>| {
             stream::iter(values).then(|v| async move {
-                Delay::new(Duration::from_millis(30)).await;
+                Delay::new(Duration::from_millis(150)).await;
                 v
             })
         };
 
-        let before = beats.load(Ordering::Relaxed);
-        assert_eq!(greeter.stock_prices("TSMC").unwrap().try_collect::<Vec<_>>().await.unwrap().len(), 5);
-        beats_during("GetStockPrice (5 ticks 20 ms apart)", before);
+        let ticks = heartbeat
+            .beats_through(
+                "GetStockPrice (5 ticks 100 ms apart)",
+                greeter.stock_prices("TSMC").unwrap().try_collect::<Vec<_>>(),
+            )
+            .await;
+        assert_eq!(ticks.unwrap().len(), 5);
 
-        let before = beats.load(Ordering::Relaxed);
-        assert_eq!(greeter.record_metrics(slow(vec![1.0, 2.0, 3.0])).await.unwrap().count, 3);
-        beats_during("RecordMetrics (3 values 30 ms apart)", before);
+        let summary = heartbeat
+            .beats_through("RecordMetrics (3 values 150 ms apart)", greeter.record_metrics(slowly(vec![1.0, 2.0, 3.0])))
+            .await;
+        assert_eq!(summary.unwrap().count, 3);
 
-        let before = beats.load(Ordering::Relaxed);
-        let words = slow(vec![1.0, 2.0, 3.0]).map(|v| v.to_string());
-        assert_eq!(greeter.chat("beat", words).unwrap().try_collect::<Vec<_>>().await.unwrap().len(), 3);
-        beats_during("Chat (3 messages 30 ms apart)", before);
+        let words = slowly(vec![1.0, 2.0, 3.0]).map(|v| v.to_string());
+        let replies = heartbeat
+            .beats_through(
+                "Chat (3 messages 150 ms apart)",
+                greeter.chat("beat", words).unwrap().try_collect::<Vec<_>>(),
+            )
+            .await;
+        assert_eq!(replies.unwrap().len(), 3);
 
-        let before = beats.load(Ordering::Relaxed);
         let mut ticks = greeter.stock_prices("TSMC").unwrap();
         ticks.next().await.unwrap().unwrap();
-        let (outcome, rest) = futures::join!(server.shutdown_async(), ticks.try_collect::<Vec<_>>());
+        let shutdown = async { futures::join!(server.shutdown_async(), ticks.try_collect::<Vec<_>>()) };
+        let (outcome, rest) =
+            heartbeat.beats_through("the async shutdown, waiting for a subscription's 4 ticks", shutdown).await;
         assert!(!outcome.cancelled_calls, "{outcome:?}");
         assert_eq!(rest.unwrap().len(), 4);
-        beats_during("the async shutdown, waiting for a subscription's 4 ticks", before);
     });
 }

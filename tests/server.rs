@@ -13,7 +13,7 @@ use greeter::proto::health::{
     health_check_response::ServingStatus, HealthCheckRequest, HealthClient, HealthListRequest,
 };
 use greeter::proto::{HelloReply, HelloRequest};
-use greeter::{ClientError, ServerConfig};
+use greeter::ClientError;
 use grpcio::{CallOption, Marshaller, Method, MethodType, RpcStatusCode};
 
 fn unary_method(name: &'static str) -> Method<HelloRequest, HelloReply> {
@@ -41,7 +41,7 @@ fn unknown_methods_and_services_are_unimplemented() {
 
 #[test]
 fn a_message_over_the_receive_limit_is_resource_exhausted() {
-    let server = TestServer::start(ServerConfig::local()); // the 4 MiB default
+    let server = TestServer::start(common::local()); // the 4 MiB default
     let client = server.client();
     let err = client.say_hello(&"x".repeat(5 << 20)).unwrap_err();
     assert_eq!(err.code(), Some(RpcStatusCode::RESOURCE_EXHAUSTED), "{err}");
@@ -51,7 +51,7 @@ fn a_message_over_the_receive_limit_is_resource_exhausted() {
 
 #[test]
 fn the_receive_limit_is_configurable() {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.transport.max_receive_message_len = 1024;
     let server = TestServer::start(config);
     let client = server.client();
@@ -66,7 +66,7 @@ fn health_check(client: &HealthClient, service: &str) -> Result<ServingStatus, g
 
 #[test]
 fn health_is_serving_once_started_and_not_serving_when_shutdown_begins() {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     // Far longer than the test: the shutdown may only end early because the watchers' streams end.
     config.shutdown.grace = Duration::from_secs(60);
     let server = TestServer::start(config);
@@ -87,7 +87,7 @@ fn health_is_serving_once_started_and_not_serving_when_shutdown_begins() {
         .into_iter()
         .map(|service| {
             let req = HealthCheckRequest { service: service.into(), ..Default::default() };
-            let mut watch = health.watch(&req).unwrap();
+            let mut watch = health.watch_opt(&req, common::deadline()).unwrap();
             let first = block_on(watch.try_next()).unwrap().unwrap();
             assert_eq!(first.status.enum_value_or_default(), ServingStatus::SERVING, "{service:?}");
             (service, watch)
@@ -113,7 +113,7 @@ fn health_is_serving_once_started_and_not_serving_when_shutdown_begins() {
 
 #[test]
 fn graceful_shutdown_lets_an_in_flight_stream_finish() {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.greeter.stock_interval = Duration::from_millis(100);
     config.shutdown.grace = Duration::from_secs(20);
     let server = TestServer::start(config);
@@ -121,7 +121,7 @@ fn graceful_shutdown_lets_an_in_flight_stream_finish() {
 
     let client = server.raw_client();
     let req = common::tsmc();
-    let mut stream = client.get_stock_price(&req).unwrap();
+    let mut stream = client.get_stock_price_opt(&req, common::deadline()).unwrap();
     let mut ticks = vec![block_on(stream.try_next()).unwrap().unwrap()];
 
     let stopping = std::thread::spawn(move || server.shutdown());
@@ -133,13 +133,13 @@ fn graceful_shutdown_lets_an_in_flight_stream_finish() {
     assert!(!outcome.cancelled_calls, "{outcome:?}");
 
     // The server is gone: a new call cannot get through.
-    let err = Greeter::connect(&addr, Duration::from_secs(2)).say_hello("late").unwrap_err();
+    let err = Greeter::new(&addr, Duration::from_secs(2)).say_hello("late").unwrap_err();
     assert_eq!(err.code(), Some(RpcStatusCode::UNAVAILABLE), "{err}");
 }
 
 #[test]
 fn shutdown_cancels_calls_still_running_after_the_grace_period() {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.greeter.stock_ticks = 1000;
     config.greeter.stock_interval = Duration::from_millis(200);
     config.shutdown.grace = Duration::from_millis(300);
@@ -147,7 +147,7 @@ fn shutdown_cancels_calls_still_running_after_the_grace_period() {
 
     let client = server.raw_client();
     let req = common::tsmc();
-    let mut stream = client.get_stock_price(&req).unwrap();
+    let mut stream = client.get_stock_price_opt(&req, common::deadline()).unwrap();
     block_on(stream.try_next()).unwrap().unwrap();
 
     let outcome = server.shutdown();
@@ -171,7 +171,7 @@ fn a_client_with_no_server_says_it_cannot_reach_it() {
     // process can start listening on the port in between.
     let refused = RefusedPort::hold();
     let addr = refused.addr.clone();
-    let err = Greeter::connect(&addr, Duration::from_secs(5)).say_hello("anyone").unwrap_err();
+    let err = Greeter::new(&addr, Duration::from_secs(5)).say_hello("anyone").unwrap_err();
     assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
     assert_eq!(err.to_string(), format!("cannot reach {addr}: connection refused — is the server running?"));
     drop(refused); // only now may the port go

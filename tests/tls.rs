@@ -6,8 +6,13 @@ mod common;
 #[cfg(not(tls))]
 #[test]
 fn without_the_tls_feature_asking_for_tls_says_how_to_get_it() {
-    let mut config = greeter::ServerConfig::local();
-    config.tls = Some(greeter::ServerTls { cert_chain: vec![], private_key: vec![], client_ca: None });
+    let mut config = common::local();
+    config.tls = Some(greeter::ServerTls {
+        cert_chain: vec![],
+        private_key: vec![],
+        client_ca: None,
+        client_cert: greeter::ClientCert::Required,
+    });
     let err = config.start().err().expect("a TLS server cannot start without the feature");
     assert!(err.to_string().contains("rebuild with the default features"), "{err}");
 }
@@ -20,12 +25,11 @@ mod with_tls {
     use super::common::tools::{run_ok, tools};
     use super::common::TestServer;
     use greeter::blocking::Greeter;
-    use greeter::ServerConfig;
     use greeter::{ClientTls, ServerTls};
     use grpcio::RpcStatusCode;
 
     fn tls_server(pki: &Pki, client_ca: Option<Vec<u8>>) -> TestServer {
-        let mut config = ServerConfig::local();
+        let mut config = super::common::local();
         config.greeter.stock_interval = Duration::from_millis(5);
         config.tls = Some(ServerTls { client_ca, ..pki.server_tls(false) });
         TestServer::start(config)
@@ -37,7 +41,7 @@ mod with_tls {
             identity: identity.map(|i| (i.cert.into_bytes(), i.key.into_bytes())),
             server_name: None,
         };
-        Greeter::connect_tls(&server.addr, Duration::from_secs(10), &tls).unwrap()
+        greeter::Greeter::builder(&server.addr, Duration::from_secs(10)).tls(tls).build().unwrap().into()
     }
 
     #[test]
@@ -58,7 +62,7 @@ mod with_tls {
     fn a_plaintext_client_cannot_talk_to_a_tls_server() {
         let pki = Pki::new("greeter test CA");
         let server = tls_server(&pki, None);
-        let err = Greeter::connect(&server.addr, Duration::from_secs(5)).say_hello("in clear").unwrap_err();
+        let err = Greeter::new(&server.addr, Duration::from_secs(5)).say_hello("in clear").unwrap_err();
         assert_eq!(err.code(), Some(RpcStatusCode::UNAVAILABLE), "{err}");
     }
 

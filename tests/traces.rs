@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use common::tools::{jaeger, tools, PeerServer};
 use common::{wait_until, RefusedPort, TestServer};
 use futures::executor::block_on;
 use futures::TryStreamExt as _;
-use greeter::{AccessLog, ClientTracing, Greeter, ServerConfig, TraceExport};
+use greeter::{AccessLog, ClientTracing, Greeter, TraceExport};
 use grpcio::RpcStatusCode;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState};
 use serde_json::Value;
@@ -32,12 +31,25 @@ struct Jaeger {
 }
 
 impl Jaeger {
+    /// Jaeger on free loopback ports, ready: its query API answers as Jaeger's does, and its
+    /// OTLP receiver takes an (empty) export. Jaeger cannot report the ports it chose, so the
+    /// test picks them; one taken by another program in between makes Jaeger exit, and the
+    /// next try takes others.
     fn start() -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start() {
+                Ok(jaeger) => return jaeger,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("jaeger did not start in 3 tries: {failures:#?}");
+    }
+
+    fn try_start() -> Result<Self, String> {
         let binary = jaeger();
         let dir = tempfile::tempdir().unwrap();
-        // Jaeger cannot report the ports it chose: take free ones (a port freed here could be
-        // taken by another program before Jaeger binds it; Jaeger then exits and says so).
-        let (otlp, query) = (free_port(), free_port());
+        let [otlp, query, grpc] = common::free_ports();
         let config = dir.path().join("jaeger.yaml");
         std::fs::write(
             &config,
@@ -51,7 +63,6 @@ impl Jaeger {
                  receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{otlp}\n\
                  processors:\n  batch:\n    timeout: 100ms\n\
                  exporters:\n  jaeger_storage_exporter:\n    trace_storage: memstore\n",
-                grpc = free_port(),
             ),
         )
         .unwrap();
@@ -64,20 +75,26 @@ impl Jaeger {
             .expect("jaeger starts");
         let query = std::net::SocketAddr::from(([127, 0, 0, 1], query));
         let mut jaeger = Jaeger { child, otlp: format!("127.0.0.1:{otlp}"), query, _dir: dir };
+        let env = std::sync::Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
+        let collector = grpcio::ChannelBuilder::new(env).connect(&jaeger.otlp);
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = jaeger.child.try_wait() {
-                panic!("jaeger exited ({status}): {}", jaeger.log());
+                return Err(format!("jaeger exited ({status}): {}", jaeger.log()));
             }
-            if std::net::TcpStream::connect(jaeger.query).is_ok()
-                && std::net::TcpStream::connect(jaeger.otlp.as_str()).is_ok()
-            {
-                break;
+            let query_ready = std::net::TcpStream::connect(jaeger.query).is_ok() && {
+                let (status, body) = get(jaeger.query, "/api/services");
+                status.contains("200") && body.contains("\"data\"")
+            };
+            let export = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+            if query_ready && common::raw::unary(&collector, export, Vec::new(), Duration::from_secs(1)).is_ok() {
+                return Ok(jaeger);
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "jaeger did not listen within 60 s: {}", jaeger.log());
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err(format!("jaeger was not ready within 60 s: {}", jaeger.log()));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        jaeger
     }
 
     fn log(&self) -> String {
@@ -138,10 +155,6 @@ impl Drop for Jaeger {
         let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// One trace as Jaeger's API returns it, its spans read for what the tests check.
@@ -226,7 +239,7 @@ impl Span {
 }
 
 fn traced_server(jaeger: &Jaeger, service: &str) -> TestServer {
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.greeter.stock_interval = Duration::from_millis(10);
     config.traces = Some(jaeger.export(service));
     TestServer::start(config)
@@ -279,7 +292,7 @@ fn our_client_and_our_server_make_one_trace_with_the_status_on_both_spans() {
     let jaeger = Jaeger::start();
     let server = traced_server(&jaeger, "greeter-b");
     let tracing = ClientTracing::start(&jaeger.export("greeter-client-b")).unwrap();
-    let client = Greeter::builder(&server.addr, Duration::from_secs(10)).tracer(tracing.tracer()).connect().unwrap();
+    let client = Greeter::builder(&server.addr, Duration::from_secs(10)).tracer(tracing.tracer()).build().unwrap();
 
     let (ok, _) = under_a_known_parent(|| block_on(client.say_hello("traced")).unwrap());
     let (failed, err) =
@@ -297,6 +310,7 @@ fn our_client_and_our_server_make_one_trace_with_the_status_on_both_spans() {
     server_span.is_child_of(client_span);
 
     let trace = jaeger.trace(failed, 2);
+    assert_eq!(trace.spans.len(), 2, "{trace:#?}");
     let client_span = trace.span("greeter-client-b", "greeter.Greeter/RecordMetrics");
     assert_eq!(client_span.tag("rpc.grpc.status_code"), 3);
     assert_eq!(client_span.tag("otel.status_code"), "ERROR", "a failed call is an error for the client");
@@ -319,7 +333,7 @@ fn our_client_span_is_the_parent_of_a_grpc_go_server_span() {
     cmd.args(["--port", "0", "--otlp", &jaeger.otlp, "--service-name", "go-server-c"]);
     let server = PeerServer::start(cmd, "otel-server");
     let tracing = ClientTracing::start(&jaeger.export("greeter-client-c")).unwrap();
-    let client = Greeter::builder(&server.addr(), Duration::from_secs(10)).tracer(tracing.tracer()).connect().unwrap();
+    let client = Greeter::builder(&server.addr(), Duration::from_secs(10)).tracer(tracing.tracer()).build().unwrap();
 
     let (unary, reply) = under_a_known_parent(|| block_on(client.say_hello("go")).unwrap());
     assert_eq!(reply, "Hello go");
@@ -332,6 +346,7 @@ fn our_client_span_is_the_parent_of_a_grpc_go_server_span() {
 
     for (id, method) in [(unary, "SayHello"), (stream, "GetStockPrice")] {
         let trace = jaeger.trace(id, 2);
+        assert_eq!(trace.spans.len(), 2, "{trace:#?}");
         let ours = trace.span("greeter-client-c", &format!("greeter.Greeter/{method}"));
         assert_eq!(ours.tag("span.kind"), "client", "{ours:#?}");
         assert_eq!(ours.tag("rpc.grpc.status_code"), 0, "{ours:#?}");
@@ -346,12 +361,12 @@ fn our_client_span_is_the_parent_of_a_grpc_go_server_span() {
 #[test]
 fn with_the_collector_down_calls_go_on_and_dropped_spans_are_counted() {
     let refused = RefusedPort::hold();
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.metrics_addr = Some("127.0.0.1:0".to_owned());
     config.traces = Some(TraceExport::to(&refused.addr, "greeter-d"));
     let server = TestServer::start(config);
     let tracing = ClientTracing::start(&TraceExport::to(&refused.addr, "greeter-client-d")).unwrap();
-    let client = Greeter::builder(&server.addr, Duration::from_secs(10)).tracer(tracing.tracer()).connect().unwrap();
+    let client = Greeter::builder(&server.addr, Duration::from_secs(10)).tracer(tracing.tracer()).build().unwrap();
     for i in 0..20 {
         assert_eq!(block_on(client.say_hello(&i.to_string())).unwrap(), format!("Hello {i}"));
     }
@@ -370,11 +385,13 @@ fn with_the_collector_down_calls_go_on_and_dropped_spans_are_counted() {
 fn the_access_log_has_one_json_line_per_call() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("access.log");
-    let mut config = ServerConfig::local();
+    let mut config = common::local();
     config.greeter.stock_interval = Duration::from_millis(10);
     config.access_log = Some(AccessLog::File(path.clone()));
     let server = TestServer::start(config);
+    let server_port = server.server().port();
     let client = server.client();
+    let started = Instant::now();
 
     client.say_hello("logged").unwrap();
     assert_eq!(client.stock_prices("TSMC", |_| {}).unwrap().len(), 5);
@@ -386,14 +403,18 @@ fn the_access_log_has_one_json_line_per_call() {
     headers.add_str("traceparent", traceparent).unwrap();
     let options = grpcio::CallOption::default().headers(headers.build()).timeout(Duration::from_secs(10));
     let request = greeter::proto::HelloRequest { name: "traced".into(), ..Default::default() };
-    server.raw_client().say_hello_opt(&request, options).unwrap();
+    let raw = server.raw_client(); // kept: its connection must still be up when the peers are read
+    raw.say_hello_opt(&request, options).unwrap();
 
-    let read = || -> Vec<Value> {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}"))).collect()
-    };
-    wait_until("five lines are written", || read().len() >= 5);
-    let lines = read();
+    let elapsed = started.elapsed();
+    // The client's connection, as the kernel has it, before it goes: its local address is the
+    // peer the log must name.
+    let peers = established_peers(server_port);
+    // The shutdown writes every queued line: the file is then whole, no line still to come.
+    server.shutdown();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}"))).collect();
     let mut summary: Vec<(String, String, u64, u64, Option<String>)> = lines
         .iter()
         .map(|l| {
@@ -421,9 +442,37 @@ fn the_access_log_has_one_json_line_per_call() {
     expected.sort();
     assert_eq!(summary, expected);
     for l in &lines {
-        assert!(l["peer"].as_str().unwrap().starts_with("127.0.0.1:"), "{l}");
-        assert!(l["duration_ms"].as_f64().unwrap() >= 0.0, "{l}");
-        assert!(l["code"].as_i64().is_some(), "{l}");
+        let peer = l["peer"].as_str().unwrap();
+        assert!(peers.iter().any(|p| p == peer), "the peer {peer} is not a connection to the server: {peers:?}: {l}");
+        let duration = l["duration_ms"].as_f64().unwrap();
+        assert!(
+            duration > 0.0 && duration <= elapsed.as_secs_f64() * 1e3,
+            "{duration} ms outside (0, {elapsed:?}]: {l}"
+        );
+        let code = (l["code"].as_i64().unwrap(), l["code_name"].as_str().unwrap());
+        assert!([(0, "OK"), (3, "INVALID_ARGUMENT")].contains(&code), "{l}");
         assert!(l["time"].as_str().unwrap().ends_with('Z'), "{l}");
     }
+}
+
+/// The local addresses (`127.0.0.1:PORT`) of the established IPv4 loopback connections to
+/// `port`, as the kernel lists them (/proc/net/tcp and, for C-core's dual-stack sockets,
+/// /proc/net/tcp6 with IPv4-mapped addresses; hex, state 01 = ESTABLISHED).
+fn established_peers(port: u16) -> Vec<String> {
+    let table = ["/proc/net/tcp", "/proc/net/tcp6"].map(|f| std::fs::read_to_string(f).unwrap()).join("\n");
+    let hex = |field: &str| -> (String, u16) {
+        let (ip, port) = field.split_once(':').unwrap();
+        // An IPv4-mapped IPv6 address ends with the IPv4 address's word.
+        let ip = u32::from_str_radix(&ip[ip.len() - 8..], 16).unwrap().to_le_bytes();
+        (format!("{}.{}.{}.{}", ip[0], ip[1], ip[2], ip[3]), u16::from_str_radix(port, 16).unwrap())
+    };
+    table
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.trim_start().starts_with("sl"))
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, state) = (hex(fields[1]), hex(fields[2]), fields[3]);
+            (state == "01" && remote.1 == port).then(|| format!("{}:{}", local.0, local.1))
+        })
+        .collect()
 }

@@ -1,5 +1,5 @@
 //! Command-line pieces the examples share: flags, logging, and reporting an error once.
-//! Each example takes what it needs (`mod common;`); the library itself has no command line.
+//! Each example takes what it needs (`mod cli;`); the library itself has no command line.
 #![allow(dead_code)]
 
 pub mod interop;
@@ -10,23 +10,26 @@ use std::time::Duration;
 
 use clap::Args;
 use greeter::{
-    blocking, AccessLog, ClientError, ClientTls, ClientTracing, Compression, GracefulShutdown, Greeter, GreeterConfig,
-    LoadBalancing, ServerConfig, ServerTls, TlsError, TraceExport, TransportLimits,
+    blocking, AccessLog, Authorization, ClientCert, ClientError, ClientTls, ClientTracing, Compression,
+    GracefulShutdown, Greeter, GreeterConfig, LoadBalancing, ServerConfig, ServerTls, TlsError, TokenCheck, TokenFile,
+    TokenKeys, TraceExport, TransportLimits,
 };
 
 /// Flags every client example takes.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
-    /// Server address: host:port, or any gRPC target (ipv4:a:p,b:p,… ipv6:… dns:///host:port).
+    /// Server address: host:port, or any gRPC target (ipv4:a:p,b:p,… ipv6:… dns:///host:port, or
+    /// xds:///NAME: the servers a service mesh's control plane names, found through the xDS
+    /// bootstrap in GRPC_XDS_BOOTSTRAP or GRPC_XDS_BOOTSTRAP_CONFIG).
     #[arg(long, default_value = "localhost:50051")]
     pub addr: String,
     /// How calls are spread over the addresses: pick_first, or round_robin (health-checked,
     /// SayHello retried on UNAVAILABLE).
     #[arg(long, default_value = "pick_first")]
     pub lb: LoadBalancing,
-    /// Deadline for each call (e.g. 500ms, 10s).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub deadline: Duration,
+    /// How long each call may take (e.g. 500ms, 10s): its deadline is this long after it starts.
+    #[arg(long, visible_alias = "deadline", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
     /// Use TLS, trusting the server certificate this CA (PEM) signed.
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
@@ -42,27 +45,53 @@ pub struct ClientArgs {
     /// Compress requests of 1 KiB or more: gzip, deflate or none (the server must accept it).
     #[arg(long, default_value = "none")]
     pub compression: Compression,
+    /// Send this bearer token with every call, for servers that check tokens (a token sent
+    /// without --tls-ca travels in plaintext).
+    #[arg(long, conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// Send the bearer token this file holds, read again as it nears its expiry (a
+    /// Kubernetes projected service-account token, for instance).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
 }
 
 impl ClientArgs {
     /// The blocking client for `--addr`, over TLS when `--tls-ca` is given.
-    pub fn connect_blocking(&self) -> Result<blocking::Greeter, ClientError> {
-        self.connect().map(blocking::Greeter::from)
+    pub fn blocking_client(&self) -> Result<blocking::Greeter, CliError> {
+        self.client().map(blocking::Greeter::from)
     }
 
     /// The async client for `--addr`, over TLS when `--tls-ca` is given.
-    pub fn connect(&self) -> Result<Greeter, ClientError> {
-        let builder = Greeter::builder(&self.addr, self.deadline).load_balancing(self.lb).compression(self.compression);
+    pub fn client(&self) -> Result<Greeter, CliError> {
+        let mut builder =
+            Greeter::builder(&self.addr, self.timeout).load_balancing(self.lb).compression(self.compression);
+        if let Some(token) = &self.token {
+            builder = builder.bearer_token(token.clone());
+        }
+        if let Some(path) = &self.token_file {
+            builder = builder.token_source(TokenFile::new(path));
+        }
         let Some(ca) = &self.tls_ca else {
             if self.tls_cert.is_some() || self.tls_server_name.is_some() {
-                return Err(TlsError::Missing("--tls-cert and --tls-server-name", "--tls-ca").into());
+                return Err(CliError::Needs("--tls-cert and --tls-server-name", "--tls-ca"));
             }
-            return builder.connect();
+            return Ok(builder.build()?);
         };
         let tls =
             ClientTls::from_files(ca, self.tls_cert.as_deref(), self.tls_key.as_deref(), self.tls_server_name.clone())?;
-        builder.tls(tls).connect()
+        Ok(builder.tls(tls).build()?)
     }
+}
+
+/// A command line that cannot work, or what it asked for failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0} needs {1}")]
+    Needs(&'static str, &'static str),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The server example's flags; defaults are the tutorial's server.
@@ -120,11 +149,80 @@ pub struct ServerArgs {
     /// Private key (PEM) for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    /// Check client certificates against this CA (PEM): mutual TLS.
     #[arg(long, requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// With --tls-client-ca: whether clients must present a certificate (required), or may
+    /// call without one (optional: token-only callers share the port).
+    #[arg(long, default_value = "required", requires = "tls_client_ca")]
+    pub tls_client_cert: ClientCert,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub authz: AuthzArgs,
+}
+
+/// Who may call what (docs/security.md); see `greeter::Authorization`.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Authorization")]
+pub struct AuthzArgs {
+    /// A gRFC A43 policy (JSON, the file grpc-go's authz reads): who may call what, by TLS
+    /// peer identity; anything not allowed is PERMISSION_DENIED.
+    #[arg(long, value_name = "FILE")]
+    pub authz_policy: Option<PathBuf>,
+    /// A policy in the same format whose principals are bearer tokens' "iss/sub".
+    #[arg(long, value_name = "FILE", requires = "jwt_issuer")]
+    pub authz_token_policy: Option<PathBuf>,
+    /// How often the policy files (and --jwt-jwks) are read again.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub authz_policy_refresh: Duration,
+    /// Check bearer tokens: the issuer (iss) they must name.
+    #[arg(long, requires_all = ["jwt_audience"])]
+    pub jwt_issuer: Option<String>,
+    /// The audience (aud) bearer tokens must include.
+    #[arg(long, requires = "jwt_issuer")]
+    pub jwt_audience: Option<String>,
+    /// The keys that verify tokens: a JWKS file, read again every --authz-policy-refresh.
+    #[arg(long, value_name = "FILE", conflicts_with = "jwt_key")]
+    pub jwt_jwks: Option<PathBuf>,
+    /// A public key (PEM: RSA, EC, Ed25519) that verifies tokens; repeat for several.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_key: Vec<PathBuf>,
+    /// Refuse calls that carry no bearer token (UNAUTHENTICATED); without it, such a call
+    /// goes on without a token principal, for --authz-token-policy to judge.
+    #[arg(long, requires = "jwt_issuer")]
+    pub require_token: bool,
+}
+
+impl AuthzArgs {
+    /// The settings, when any flag asks for them.
+    pub fn authorization(&self) -> Result<Option<Authorization>, CliError> {
+        let tokens = match (&self.jwt_issuer, &self.jwt_audience) {
+            (Some(issuer), Some(audience)) => {
+                let keys = match (&self.jwt_jwks, self.jwt_key.is_empty()) {
+                    (Some(jwks), _) => TokenKeys::Jwks(jwks.clone()),
+                    (None, false) => TokenKeys::Pem(self.jwt_key.clone()),
+                    (None, true) => return Err(CliError::Needs("--jwt-issuer", "--jwt-jwks or --jwt-key")),
+                };
+                Some(TokenCheck {
+                    issuer: issuer.clone(),
+                    audience: audience.clone(),
+                    keys,
+                    required: self.require_token,
+                })
+            }
+            _ => None,
+        };
+        if self.authz_policy.is_none() && self.authz_token_policy.is_none() && tokens.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Authorization {
+            policy: self.authz_policy.clone(),
+            token_policy: self.authz_token_policy.clone(),
+            refresh: self.authz_policy_refresh,
+            tokens,
+        }))
+    }
 }
 
 /// The server's limits; see `greeter::TransportLimits` and `greeter::GreeterConfig` for
@@ -141,14 +239,15 @@ pub struct LimitArgs {
     /// Concurrent calls per connection; a client queues calls beyond it.
     #[arg(long, default_value_t = TransportLimits::default().max_concurrent_streams)]
     pub max_concurrent_streams: u32,
-    /// Ping idle connections this often to detect dead peers.
-    #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
+    /// Ping a connection with calls open after this long without reading from it, to find
+    /// clients that vanished or hung.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
     pub keepalive_time: Duration,
-    /// Close a connection whose keepalive ping is not answered within this.
+    /// Close a connection whose keepalive ping is not answered within this (its calls end).
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub keepalive_timeout: Duration,
     /// Ping enforcement: clients pinging more often without data get strikes...
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub min_client_ping_interval: Duration,
     /// ...and after this many strikes, GOAWAY "too_many_pings".
     #[arg(long, default_value_t = TransportLimits::default().max_ping_strikes)]
@@ -189,15 +288,20 @@ impl LimitArgs {
 }
 
 impl ServerArgs {
-    /// The server's config; fails only when a TLS file cannot be read.
-    pub fn config(&self) -> Result<ServerConfig, TlsError> {
+    /// The server's config; fails only when a TLS file cannot be read or the flags do not
+    /// go together.
+    pub fn config(&self) -> Result<ServerConfig, CliError> {
         let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(ServerTls::from_files(cert, key, self.tls_client_ca.as_deref())?),
+            (Some(cert), Some(key)) => Some(ServerTls {
+                client_cert: self.tls_client_cert,
+                ..ServerTls::from_files(cert, key, self.tls_client_ca.as_deref())?
+            }),
             _ => None,
         };
         Ok(ServerConfig {
             addr: self.addr.clone(),
             completion_queues: self.completion_queues,
+            services: Vec::new(),
             greeter: GreeterConfig {
                 stock_ticks: self.stock_ticks,
                 stock_interval: self.stock_interval,
@@ -220,6 +324,7 @@ impl ServerArgs {
                 None => AccessLog::Stderr,
             }),
             tls,
+            authorization: self.authz.authorization()?,
         })
     }
 }

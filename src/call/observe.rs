@@ -1,10 +1,14 @@
-//! Who hears of calls: the [`Observer`] traits an observer (the metrics) implements, and
-//! [`Call`], one call's link to its observers, which reports the call's end exactly once.
+//! Who hears of calls: the [`Observer`] traits an observer (metrics, traces, the access log)
+//! implements, and [`Observed`], one call's link to its observers, which reports the call's
+//! end exactly once, however it ends: a status sent, the client gone, the call dropped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use grpcio::{MethodType, RpcContext, RpcStatusCode};
+
+use super::context::Caller;
+use super::verdict::Refusal;
 
 /// A registered method: `greeter.Greeter` / `SayHello`, unary.
 #[derive(Clone, Copy)]
@@ -30,46 +34,59 @@ pub(crate) trait Observer: Send + Sync {
 
 /// One observer's view of one method.
 pub(crate) trait MethodObserver: Send + Sync {
-    /// A call of the method has arrived (its metadata and peer are in `ctx`).
-    fn call_started(&self, ctx: &RpcContext) -> Box<dyn CallObserver>;
+    /// A call of the method has arrived (its metadata and peer are in `ctx`), from `caller`.
+    fn call_started(&self, ctx: &RpcContext, caller: &Caller) -> Box<dyn CallObserver>;
 }
 
 /// One observer's view of one call.
 pub(crate) trait CallObserver: Send + Sync {
     fn message_received(&self);
     fn message_sent(&self);
+    /// The server's gate refused the call (said just before `finished`); no handler ran.
+    fn refused(&self, _refusal: &Refusal) {}
     /// The call is over, with `code`: said once per call.
     fn finished(&self, code: RpcStatusCode);
 }
 
-/// One call's observers, shared by its request stream and its reply sink. Holds nothing, and
+/// One call's observers, shared by its request stream and its driver. Holds nothing, and
 /// costs nothing, when the server has no observer.
 #[derive(Clone, Default)]
-pub(crate) struct Call(Option<Arc<Observed>>);
+pub(crate) struct Observed(Option<Arc<Observers>>);
 
-struct Observed {
+struct Observers {
     observers: Vec<Box<dyn CallObserver>>,
     deadline: grpcio::Deadline,
     done: AtomicBool,
 }
 
-impl Call {
-    /// A call of a method with `methods` observing it has arrived; `request_included` when its
-    /// request came with it (unary and server-streaming calls).
-    pub(crate) fn start(methods: &[Arc<dyn MethodObserver>], ctx: &RpcContext, request_included: bool) -> Call {
+impl Observed {
+    /// A call of a method with `methods` observing it has arrived from `caller`;
+    /// `request_included` when its request came with it (unary and server-streaming calls).
+    pub(crate) fn start(
+        methods: &[Arc<dyn MethodObserver>],
+        ctx: &RpcContext,
+        caller: &Caller,
+        request_included: bool,
+    ) -> Observed {
         if methods.is_empty() {
-            return Call(None);
+            return Observed(None);
         }
-        let observed = Observed {
-            observers: methods.iter().map(|m| m.call_started(ctx)).collect(),
+        let observers = Observers {
+            observers: methods.iter().map(|m| m.call_started(ctx, caller)).collect(),
             deadline: ctx.deadline(),
             done: AtomicBool::new(false),
         };
-        let call = Call(Some(Arc::new(observed)));
+        let observed = Observed(Some(Arc::new(observers)));
         if request_included {
-            call.received();
+            observed.received();
         }
-        call
+        observed
+    }
+
+    /// The gate refused the call with `refusal`: the call's whole story.
+    pub(crate) fn refused(&self, refusal: &Refusal) {
+        self.each(|o| o.refused(refusal));
+        self.finish(refusal.status.code());
     }
 
     pub(crate) fn received(&self) {
@@ -105,7 +122,7 @@ impl Call {
     }
 }
 
-impl Observed {
+impl Observers {
     fn finish(&self, code: RpcStatusCode) {
         if !self.done.swap(true, Ordering::AcqRel) {
             self.observers.iter().for_each(|o| o.finished(code));
@@ -122,9 +139,9 @@ impl Observed {
     }
 }
 
-impl Drop for Observed {
-    /// Handlers always end a call with a status; one that ends unreported was cancelled by
-    /// grpcio (the client went away, or its deadline passed).
+impl Drop for Observers {
+    /// A call that ends unreported was cancelled under its handler (the client went away, or
+    /// its deadline passed) or dropped with its server.
     fn drop(&mut self) {
         if !self.done.load(Ordering::Acquire) {
             self.finish(self.ended_by_client());

@@ -50,25 +50,33 @@ pub(crate) const RETRY_BACKOFF_MULTIPLIER: u32 = 2;
 pub(crate) const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The service config a `round_robin` channel carries (gRPC's service_config.md): the
-/// policy, health checking for `greeter.Greeter`, and SayHello's retry policy. The Go and
-/// Python clients take the same JSON (`WithDefaultServiceConfig`, `grpc.service_config`).
-pub fn round_robin_service_config() -> String {
+/// policy, health checking for `greeter.Greeter`, and, with `retry`, SayHello's retry policy.
+/// The Go and Python clients take the same JSON (`WithDefaultServiceConfig`,
+/// `grpc.service_config`).
+pub(crate) fn round_robin_service_config(retry: bool) -> String {
+    let health = format!(
+        r#""loadBalancingConfig": [{{"round_robin": {{}}}}], "healthCheckConfig": {{"serviceName": "{GREETER_SERVICE}"}}"#
+    );
+    if !retry {
+        return format!("{{{health}}}");
+    }
     format!(
-        r#"{{"loadBalancingConfig": [{{"round_robin": {{}}}}], "healthCheckConfig": {{"serviceName": "{GREETER_SERVICE}"}}, "methodConfig": [{{"name": [{{"service": "{GREETER_SERVICE}", "method": "SayHello"}}], "retryPolicy": {{"maxAttempts": {RETRY_MAX_ATTEMPTS}, "initialBackoff": "{initial}s", "maxBackoff": "{max}s", "backoffMultiplier": {RETRY_BACKOFF_MULTIPLIER}, "retryableStatusCodes": ["UNAVAILABLE"]}}}}]}}"#,
+        r#"{{{health}, "methodConfig": [{{"name": [{{"service": "{GREETER_SERVICE}", "method": "SayHello"}}], "retryPolicy": {{"maxAttempts": {RETRY_MAX_ATTEMPTS}, "initialBackoff": "{initial}s", "maxBackoff": "{max}s", "backoffMultiplier": {RETRY_BACKOFF_MULTIPLIER}, "retryableStatusCodes": ["UNAVAILABLE"]}}}}]}}"#,
         initial = RETRY_INITIAL_BACKOFF.as_secs_f64(),
         max = RETRY_MAX_BACKOFF.as_secs_f64(),
     )
 }
 
-/// Puts `lb`'s service config on a channel. `PickFirst` leaves the channel as gRPC makes it
-/// by default (no service config), which is what a single server wants.
-pub(crate) fn apply(builder: ChannelBuilder, lb: LoadBalancing) -> ChannelBuilder {
+/// Puts `lb`'s service config on a channel, SayHello retried on UNAVAILABLE when `retry`.
+/// `PickFirst` leaves the channel as gRPC makes it by default (no service config), which is
+/// what a single server wants.
+pub(crate) fn apply(builder: ChannelBuilder, lb: LoadBalancing, retry: bool) -> ChannelBuilder {
     match lb {
         LoadBalancing::PickFirst => builder,
         LoadBalancing::RoundRobin => {
             // grpcio has no typed setter for the service config; this is C-core's own
             // channel argument (GRPC_ARG_SERVICE_CONFIG).
-            let config = CString::new(round_robin_service_config()).expect("no NUL in the service config");
+            let config = CString::new(round_robin_service_config(retry)).expect("no NUL in the service config");
             builder.raw_cfg_string(CString::new("grpc.service_config").unwrap(), config)
         }
     }
@@ -80,7 +88,7 @@ mod tests {
 
     #[test]
     fn round_robin_service_config_is_the_documented_json() {
-        let config: serde_json::Value = serde_json::from_str(&round_robin_service_config()).unwrap();
+        let config: serde_json::Value = serde_json::from_str(&round_robin_service_config(true)).unwrap();
         assert_eq!(config["loadBalancingConfig"][0], serde_json::json!({"round_robin": {}}));
         assert_eq!(config["healthCheckConfig"]["serviceName"], "greeter.Greeter");
         let method = &config["methodConfig"][0];
@@ -90,6 +98,9 @@ mod tests {
         assert_eq!(retry["initialBackoff"], "0.05s");
         assert_eq!(retry["maxBackoff"], "1s");
         assert_eq!(retry["retryableStatusCodes"], serde_json::json!(["UNAVAILABLE"]));
+        let without: serde_json::Value = serde_json::from_str(&round_robin_service_config(false)).unwrap();
+        assert_eq!(without["healthCheckConfig"], config["healthCheckConfig"]);
+        assert!(without.get("methodConfig").is_none(), "{without}");
     }
 
     #[test]

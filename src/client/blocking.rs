@@ -11,7 +11,6 @@ use futures::TryStreamExt as _;
 
 use crate::error::ClientError;
 use crate::proto::{ChatMessage, GreeterClient, MetricSummary, StockReply};
-use crate::tls::ClientTls;
 
 /// A blocking connection to one Greeter server; a thin layer over the async [`crate::Greeter`].
 #[derive(Clone)]
@@ -20,15 +19,12 @@ pub struct Greeter {
 }
 
 impl Greeter {
-    /// Prepares a channel to `addr` (`host:port`). Nothing is dialled until the first call;
-    /// every call must finish within `deadline`.
-    pub fn connect(addr: &str, deadline: Duration) -> Self {
-        crate::Greeter::connect(addr, deadline).into()
-    }
-
-    /// Like [`Greeter::connect`], over TLS (needs the `tls` feature).
-    pub fn connect_tls(addr: &str, deadline: Duration, tls: &ClientTls) -> Result<Self, ClientError> {
-        crate::Greeter::connect_tls(addr, deadline, tls).map(Self::from)
+    /// A client of `target`: `host:port`, or any target [`crate::Greeter::new`] takes
+    /// (`ipv4:…`, `dns:///…`, `xds:///NAME` with an xDS bootstrap). Nothing is dialled until the
+    /// first call; every call must finish within `timeout`. For TLS and the other settings,
+    /// build the async client ([`crate::Greeter::builder`]) and convert it (`From`).
+    pub fn new(target: &str, timeout: Duration) -> Self {
+        crate::Greeter::new(target, timeout).into()
     }
 
     /// The async client underneath, sharing this one's connection.
@@ -41,8 +37,9 @@ impl Greeter {
         self.inner.raw()
     }
 
-    pub fn addr(&self) -> &str {
-        self.inner.addr()
+    /// The target this client calls.
+    pub fn target(&self) -> &str {
+        self.inner.target()
     }
 
     /// Level 1: the server's greeting for `name`.

@@ -1,7 +1,8 @@
 //! The Rust client for the tutorial's four calls: async, on any executor.
 //!
-//! grpcio's completion-queue thread (one per [`Greeter`], started by `connect`) does the I/O
-//! and wakes whichever task awaits a result; nothing here blocks, so the futures and streams
+//! grpcio's completion-queue thread (one for all the clients of a program, started with the
+//! first and ended with the last; see [`GreeterBuilder::environment`]) does the I/O and wakes
+//! whichever task awaits a result; nothing here blocks, so the futures and streams
 //! below run on tokio, smol, `futures::executor` or anything else that polls futures. Each one
 //! owns its call: it is `Send + 'static` (spawnable) whenever its inputs are, and dropping it
 //! before it finishes cancels the call on the server at once.
@@ -15,7 +16,7 @@
 //!
 //! #[tokio::main(flavor = "current_thread")]
 //! async fn main() -> Result<(), greeter::ClientError> {
-//!     let greeter = Greeter::connect("localhost:50051", Duration::from_secs(10)); // cheap to clone
+//!     let greeter = Greeter::new("localhost:50051", Duration::from_secs(10)); // cheap to clone
 //!     println!("{}", greeter.say_hello("tokio").await?);
 //!
 //!     // Five subscriptions side by side on one thread: ~2.5 s in all, not 5 × 2.5 s.
@@ -35,7 +36,7 @@
 //! # use greeter::Greeter;
 //! # use std::time::Duration;
 //! smol::block_on(async {
-//!     let greeter = Greeter::connect("localhost:50051", Duration::from_secs(10));
+//!     let greeter = Greeter::new("localhost:50051", Duration::from_secs(10));
 //!     let hello = smol::spawn(greeter.say_hello("smol"));
 //!     let metrics = greeter.record_metrics(futures::stream::iter([25.5, 26.8, 27.1]));
 //!     println!("{} / {:?}", hello.await?, metrics.await?);
@@ -46,6 +47,9 @@
 
 mod balancing;
 pub mod blocking;
+mod env;
+mod keepalive;
+mod token;
 mod trace;
 
 use std::future::Future;
@@ -56,47 +60,65 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt as _, SinkExt as _, Stream, StreamExt as _, TryStreamExt as _};
-use grpcio::{CallOption, Channel, ChannelBuilder, ClientDuplexReceiver, EnvBuilder, WriteFlags};
+use grpcio::{CallOption, Channel, ChannelBuilder, ClientDuplexReceiver, Environment, WriteFlags};
 use opentelemetry_sdk::trace::SdkTracer;
 
 use crate::compression::Compression;
 use crate::error::ClientError;
 use crate::proto::{ChatMessage, GreeterClient, HelloRequest, Metric, MetricSummary, StockReply, StockRequest};
 use crate::tls::ClientTls;
-use trace::CallSpan;
+use token::{Fixed, Tokens};
+use trace::{CallSpan, Headers};
 
-pub use balancing::{round_robin_service_config, LoadBalancing};
+pub use balancing::LoadBalancing;
+pub use keepalive::Keepalive;
+pub use token::{Token, TokenFile, TokenSource};
 
-/// A connection to one Greeter server. Cheap to clone: clones share the channel (one HTTP/2
-/// connection) and its completion-queue thread.
+/// A client of one Greeter server (or of the replicas its target names). Cheap to clone:
+/// clones share the channel (one HTTP/2 connection per server).
 #[derive(Clone)]
 pub struct Greeter {
     client: GreeterClient,
     /// The same channel `client` holds: the generated client does not hand it out, and
     /// [`Greeter::channel`] (connectivity, readiness) needs it.
     channel: Channel,
-    addr: Arc<str>,
-    deadline: Duration,
+    target: Arc<str>,
+    timeout: Duration,
     /// Where this client's spans go; `None`: to the global tracer provider.
     tracer: Option<SdkTracer>,
+    /// The bearer tokens sent with every call, if any.
+    tokens: Option<Tokens>,
 }
 
-/// A connection with more than the defaults: a load-balancing policy, TLS, a tracer.
-#[derive(Clone, Debug)]
+/// A client with more than the defaults: a load-balancing policy, TLS, a tracer, compression,
+/// a completion queue of the program's own.
+#[derive(Clone)]
 pub struct GreeterBuilder {
     target: String,
-    deadline: Duration,
+    timeout: Duration,
+    environment: Option<Arc<Environment>>,
+    tokens: Option<Tokens>,
     lb: LoadBalancing,
+    retry_unavailable: bool,
     tls: Option<ClientTls>,
     tracer: Option<SdkTracer>,
     min_resolution_interval: Option<Duration>,
     compression: Compression,
+    keepalive: Keepalive,
 }
 
 impl GreeterBuilder {
     /// How calls are spread over the addresses `target` names (see [`LoadBalancing`]).
     pub fn load_balancing(mut self, lb: LoadBalancing) -> Self {
         self.lb = lb;
+        self
+    }
+
+    /// Under [`LoadBalancing::RoundRobin`], whether SayHello (which has no side effects) is
+    /// retried on UNAVAILABLE, up to 5 attempts in all (the default: yes). C-core's
+    /// transparent retry of a call the server never saw happens either way.
+    pub fn retry_unavailable(mut self, retry: bool) -> Self {
+        self.retry_unavailable = retry;
         self
     }
 
@@ -130,9 +152,41 @@ impl GreeterBuilder {
         self
     }
 
-    pub fn connect(self) -> Result<Greeter, ClientError> {
-        let builder = self.compression.client_args(channel_builder(), crate::compression::DEFAULT_MIN_LEN);
-        let mut builder = balancing::apply(builder, self.lb);
+    /// Send `token` with every call (`authorization: Bearer …`), for servers that check
+    /// tokens (docs/security.md). Over TLS: a token sent in plaintext is anyone's.
+    pub fn bearer_token(self, token: impl Into<String>) -> Self {
+        self.token_source(Fixed(Token::new(token)))
+    }
+
+    /// Send the tokens `source` gives, asking it again as each nears its expiry (e.g.
+    /// [`TokenFile`] for a file the platform rotates).
+    pub fn token_source(mut self, source: impl TokenSource + 'static) -> Self {
+        self.tokens = Some(Tokens::new(Arc::new(source)));
+        self
+    }
+
+    /// Run this client's I/O on `environment`'s completion queues instead of the one the
+    /// program's clients share (for a program that wants several queues, or a queue of its
+    /// own per client).
+    pub fn environment(mut self, environment: Arc<Environment>) -> Self {
+        self.environment = Some(environment);
+        self
+    }
+
+    /// How a connection to a server that stopped answering is noticed (see [`Keepalive`]; the
+    /// default gives up on it within 80 s of quiet).
+    pub fn keepalive(mut self, keepalive: Keepalive) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// The client. Nothing is dialled until the first call; an error means the settings
+    /// cannot work (TLS asked of a build without it).
+    pub fn build(self) -> Result<Greeter, ClientError> {
+        let environment = self.environment.unwrap_or_else(env::shared);
+        let builder = self.keepalive.apply(channel_builder(environment));
+        let builder = self.compression.client_args(builder, crate::compression::DEFAULT_MIN_LEN);
+        let mut builder = balancing::apply(builder, self.lb, self.retry_unavailable);
         if let Some(interval) = self.min_resolution_interval {
             let ms = i32::try_from(interval.as_millis()).unwrap_or(i32::MAX);
             builder = builder.raw_cfg_int(c"grpc.dns_min_time_between_resolutions_ms".into(), ms);
@@ -140,41 +194,67 @@ impl GreeterBuilder {
         if let Some(tls) = &self.tls {
             builder = tls.apply(builder)?;
         }
-        let mut greeter = Greeter::with_channel(builder, &self.target, self.deadline);
+        let mut greeter = Greeter::with_channel(builder, &self.target, self.timeout);
         greeter.tracer = self.tracer;
+        greeter.tokens = self.tokens;
         Ok(greeter)
     }
 }
 
+impl std::fmt::Debug for GreeterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GreeterBuilder")
+            .field("target", &self.target)
+            .field("timeout", &self.timeout)
+            .field("load_balancing", &self.lb)
+            .field("tls", &self.tls)
+            .field("compression", &self.compression)
+            .field("keepalive", &self.keepalive)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Greeter {
-    /// Prepares a channel to `target`: `host:port`, or any gRPC target such as
+    /// A client of `target`: `host:port`, or any gRPC target such as
     /// `ipv4:127.0.0.1:50081,127.0.0.1:50082` or `dns:///greeter.example:50051`. Nothing is
-    /// dialled until the first call; every call must finish within `deadline`.
-    pub fn connect(target: &str, deadline: Duration) -> Self {
-        Self::with_channel(channel_builder(), target, deadline)
+    /// dialled until the first call; every call must finish within `timeout`.
+    ///
+    /// `xds:///NAME` takes the servers from a service mesh's control plane (Istio, Traffic
+    /// Director, any xDS server), which C-core finds in the bootstrap that `GRPC_XDS_BOOTSTRAP`
+    /// (a file) or `GRPC_XDS_BOOTSTRAP_CONFIG` (its JSON) gives the process: set one before the
+    /// first `xds:` channel, which reads it for the whole process. See docs/operations.md,
+    /// "Behind a service mesh (xDS)".
+    pub fn new(target: &str, timeout: Duration) -> Self {
+        Self::with_channel(channel_builder(env::shared()), target, timeout)
     }
 
-    /// Like [`Greeter::connect`], over TLS (needs the `tls` feature).
-    pub fn connect_tls(target: &str, deadline: Duration, tls: &ClientTls) -> Result<Self, ClientError> {
-        Self::builder(target, deadline).tls(tls.clone()).connect()
-    }
-
-    /// For a connection with a load-balancing policy or TLS.
-    pub fn builder(target: &str, deadline: Duration) -> GreeterBuilder {
+    /// For a client with TLS, a load-balancing policy, compression or a tracer.
+    pub fn builder(target: &str, timeout: Duration) -> GreeterBuilder {
         GreeterBuilder {
             target: target.to_owned(),
-            deadline,
+            timeout,
+            environment: None,
+            tokens: None,
             lb: LoadBalancing::default(),
+            retry_unavailable: true,
             tls: None,
             tracer: None,
             min_resolution_interval: None,
             compression: Compression::None,
+            keepalive: Keepalive::default(),
         }
     }
 
-    fn with_channel(builder: ChannelBuilder, addr: &str, deadline: Duration) -> Self {
-        let channel = builder.connect(addr);
-        Greeter { client: GreeterClient::new(channel.clone()), channel, addr: addr.into(), deadline, tracer: None }
+    fn with_channel(builder: ChannelBuilder, target: &str, timeout: Duration) -> Self {
+        let channel = builder.connect(target);
+        Greeter {
+            client: GreeterClient::new(channel.clone()),
+            channel,
+            target: target.into(),
+            timeout,
+            tracer: None,
+            tokens: None,
+        }
     }
 
     /// The connection, for other services the server offers on it (health, reflection).
@@ -187,24 +267,34 @@ impl Greeter {
         &self.client
     }
 
-    pub fn addr(&self) -> &str {
-        &self.addr
+    /// The target this client calls.
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
-    pub fn deadline(&self) -> Duration {
-        self.deadline
+    /// How long each call may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
-    /// A call's options, its span started and its trace context added.
-    fn options(&self, method: &'static str) -> (CallSpan, CallOption) {
-        CallSpan::start(self.tracer.as_ref(), method, &self.addr, CallOption::default().timeout(self.deadline))
+    /// A call's options: its timeout, its token, its span started and its trace context.
+    fn options(&self, method: &'static str) -> Result<(CallSpan, CallOption), ClientError> {
+        let mut headers = Headers::default();
+        if let Some(tokens) = &self.tokens {
+            let token_error = |reason| ClientError::Token { target: self.target.to_string(), reason };
+            let header = tokens.header().map_err(token_error)?;
+            headers.add("authorization", &header).map_err(|e| token_error(e.to_string()))?;
+        }
+        let span = CallSpan::start(self.tracer.as_ref(), method, &self.target, &mut headers);
+        Ok((span, headers.apply(CallOption::default().timeout(self.timeout))))
     }
 
     /// Turns grpcio errors of `call` into `ClientError`s; owns what it needs, so that the
     /// futures and streams it goes into stay `'static`.
     fn error(&self, call: &'static str) -> impl Fn(grpcio::Error) -> ClientError + Clone + Send + Sync + 'static {
-        let addr = self.addr.clone();
-        move |e| ClientError::from_grpc(call, &addr, e)
+        let target = self.target.clone();
+        let channel = self.channel.clone();
+        move |e| ClientError::from_grpc(call, &target, e).on_channel(channel.check_connectivity_state(false))
     }
 
     /// Level 1: the server's greeting for `name`.
@@ -213,11 +303,12 @@ impl Greeter {
     pub fn say_hello(&self, name: &str) -> impl Future<Output = Result<String, ClientError>> + Send + 'static {
         let err = self.error("SayHello");
         let req = HelloRequest { name: name.to_owned(), ..Default::default() };
-        let (span, options) = self.options("SayHello");
-        let call = self.client.say_hello_async_opt(&req, options);
+        let started =
+            self.options("SayHello").map(|(span, options)| (span, self.client.say_hello_async_opt(&req, options)));
         let channel = self.client.clone();
         async move {
             let _channel = channel;
+            let (span, call) = started?;
             let reply = async { call.map_err(&err)?.await.map_err(&err) }.await;
             span.end(code_of(&reply));
             Ok(reply?.message)
@@ -232,7 +323,7 @@ impl Greeter {
     ) -> Result<impl Stream<Item = Result<StockReply, ClientError>> + Send + 'static, ClientError> {
         let err = self.error("GetStockPrice");
         let req = StockRequest { symbol: symbol.to_owned(), ..Default::default() };
-        let (span, options) = self.options("GetStockPrice");
+        let (span, options) = self.options("GetStockPrice")?;
         let ticks = self.client.get_stock_price_opt(&req, options).map_err(&err)?;
         Ok(OnChannel::new(ticks.map_err(err), &self.client, span))
     }
@@ -247,11 +338,12 @@ impl Greeter {
         S: Stream<Item = f64> + Send,
     {
         let err = self.error("RecordMetrics");
-        let (span, options) = self.options("RecordMetrics");
-        let call = self.client.record_metrics_opt(options);
+        let started =
+            self.options("RecordMetrics").map(|(span, options)| (span, self.client.record_metrics_opt(options)));
         let channel = self.client.clone();
         async move {
             let _channel = channel;
+            let (span, call) = started?;
             let summary = async {
                 let (mut sink, summary) = call.map_err(&err)?;
                 // Values that are ready go out in one write; when `values` has to wait, what
@@ -285,7 +377,7 @@ impl Greeter {
         S: Stream<Item = String> + Send + 'static,
     {
         let err = self.error("Chat");
-        let (span, options) = self.options("Chat");
+        let (span, options) = self.options("Chat")?;
         let (mut sink, replies) = self.client.chat_opt(options).map_err(&err)?;
         let user = user.to_owned();
         let messages = messages.map(move |message| ChatMessage { user: user.clone(), message, ..Default::default() });
@@ -375,12 +467,13 @@ impl Stream for ChatReplies {
     }
 }
 
-/// Our own message limits are the server's business: the client accepts any size.
-fn channel_builder() -> ChannelBuilder {
-    let env = Arc::new(EnvBuilder::new().cq_count(1).name_prefix("greeter-client").build());
+/// Our own message limits are the server's business: the client accepts any size. Keepalive
+/// pings are on (`Keepalive::default()`).
+fn channel_builder(env: Arc<Environment>) -> ChannelBuilder {
     // Its own connection: C-core otherwise shares one TCP connection among all channels to
     // the same address with the same settings, so two `Greeter`s would silently be one.
-    ChannelBuilder::new(env)
+    Keepalive::default()
+        .apply(ChannelBuilder::new(env))
         .max_receive_message_len(-1)
         .max_send_message_len(-1)
         .raw_cfg_int(c"grpc.use_local_subchannel_pool".into(), 1)

@@ -2,7 +2,7 @@
 //! of the calling code's current span, and its context sent with the call as W3C trace context
 //! (`traceparent`, `tracestate`), so the server's span joins the same trace.
 //!
-//! The spans go to the tracer the client was built with (`GreeterBuilder::traced_by`), else to
+//! The spans go to the tracer the client was built with (`GreeterBuilder::tracer`), else to
 //! the process's global tracer provider: nowhere, at next to no cost, unless the program
 //! installed one (`ClientTracing::install_global`, or its own OpenTelemetry set-up).
 
@@ -21,13 +21,13 @@ use crate::proto::GREETER_SERVICE;
 pub(crate) struct CallSpan(Option<BoxedSpan>);
 
 impl CallSpan {
-    /// Starts the span of `method` to `target` and adds its context to `options`.
+    /// Starts the span of `method` to `target` and adds its context to `headers`.
     pub(crate) fn start(
         tracer: Option<&SdkTracer>,
         method: &'static str,
         target: &str,
-        options: CallOption,
-    ) -> (CallSpan, CallOption) {
+        headers: &mut Headers,
+    ) -> CallSpan {
         let tracer = match tracer {
             Some(tracer) => BoxedTracer::new(Box::new(tracer.clone())),
             None => global::tracer("greeter"),
@@ -52,11 +52,10 @@ impl CallSpan {
             .start_with_context(&tracer, &parent);
         let context = span.span_context().clone();
         if !context.is_valid() {
-            return (CallSpan(None), options);
+            return CallSpan(None);
         }
-        let mut headers = Headers(MetadataBuilder::new());
-        TraceContextPropagator::new().inject_context(&parent.with_remote_span_context(context), &mut headers);
-        (CallSpan(Some(span)), options.headers(headers.0.build()))
+        TraceContextPropagator::new().inject_context(&parent.with_remote_span_context(context), headers);
+        CallSpan(Some(span))
     }
 
     /// The call ended with `code` (`None`: no status, the transport failed).
@@ -81,12 +80,29 @@ impl Drop for CallSpan {
     }
 }
 
-/// Outgoing metadata, as the W3C propagator writes it.
-struct Headers(MetadataBuilder);
+/// A call's outgoing metadata (its token, its trace context), as the W3C propagator writes it.
+#[derive(Default)]
+pub(crate) struct Headers {
+    builder: Option<MetadataBuilder>,
+}
+
+impl Headers {
+    pub(crate) fn add(&mut self, key: &str, value: &str) -> grpcio::Result<()> {
+        self.builder.get_or_insert_with(MetadataBuilder::new).add_str(key, value).map(drop)
+    }
+
+    /// `options` with these headers, if there are any.
+    pub(crate) fn apply(self, options: CallOption) -> CallOption {
+        match self.builder {
+            Some(builder) => options.headers(builder.build()),
+            None => options,
+        }
+    }
+}
 
 impl Injector for Headers {
     fn set(&mut self, key: &str, value: String) {
-        if let Err(e) = self.0.add_str(key, &value) {
+        if let Err(e) = self.add(key, &value) {
             log::debug!("trace context not sent ({key}): {e}");
         }
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use grpcio::{EnvBuilder, Environment};
 
-use super::service::{TestService, UnimplementedService};
+use super::service::{test_service, unimplemented_service};
 use crate::call::Registrar;
 use crate::compression::Compression;
 use crate::error::ServerError;
@@ -30,14 +30,14 @@ impl InteropServerConfig {
     /// Binds and starts serving.
     pub fn start(self) -> Result<InteropServer, ServerError> {
         let env = Arc::new(EnvBuilder::new().cq_count(1).name_prefix("interop-cq").build());
-        let registrar = Registrar::default();
+        let registrar = Registrar::new(Vec::new());
         // Upstream's cases ask for responses of up to 4 MiB of payload, more than our send
         // limit with the framing; C-core's default is no send limit.
         let limits = TransportLimits { max_send_message_len: usize::MAX, ..TransportLimits::default() };
         let mut server = limits
             .server_builder(&env, false, Compression::None, 0)
-            .register_service(TestService.service(&registrar))
-            .register_service(UnimplementedService.service(&registrar))
+            .register_service(registrar.register(&test_service()))
+            .register_service(registrar.register(&unimplemented_service()))
             .build()
             .map_err(ServerError::Build)?;
         let port = transport::listen(&mut server, &self.addr, self.tls.as_ref())?;

@@ -2,21 +2,16 @@
 //! exactly as it asks (payload sizes, pauses, a status to end with, metadata to echo), and
 //! `grpc.testing.UnimplementedService`, which answers every call UNIMPLEMENTED.
 //!
-//! Both are registered through [`Registrar`], like every other service, so whatever observes
-//! calls observes theirs too.
+//! Both are [`Service`]s like every other, so whatever observes calls observes theirs too.
 //! A request that asks for something impossible (a negative size, an unknown payload type,
 //! a status code gRPC does not have) ends its call with INVALID_ARGUMENT saying which field.
 
 use std::time::Duration;
 
-use futures::{SinkExt as _, TryStreamExt as _};
-use grpcio::{
-    ClientStreamingSink, DuplexSink, Metadata, MetadataBuilder, RpcContext, RpcStatus, RpcStatusCode,
-    ServerStreamingSink, Service, ServiceBuilder, UnarySink, WriteFlags,
-};
+use grpcio::{MetadataBuilder, RpcStatus, RpcStatusCode, WriteFlags};
 use protobuf::{EnumOrUnknown, MessageField};
 
-use crate::call::{Registrar, Replies, Reply, Requests, StreamSink};
+use crate::call::{Call, Replies, Requests, Service};
 use crate::compression::Compression;
 use crate::proto::testing::{
     self as pb, BoolValue, EchoStatus, Empty, Payload, PayloadType, SimpleRequest, SimpleResponse,
@@ -40,61 +35,55 @@ pub const COMPRESSION_LIMIT: &str = "expect_compressed is set, but this server c
 /// The largest payload one response may ask for; larger asks get RESOURCE_EXHAUSTED.
 pub(crate) const MAX_PAYLOAD_LEN: usize = 4 * 1024 * 1024;
 
-/// `grpc.testing.TestService`. Stateless: every answer comes from the request.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct TestService;
+/// `grpc.testing.TestService`: every answer comes from the request. `UnimplementedCall` is
+/// left out on purpose: C-core answers it UNIMPLEMENTED, as the `unimplemented_method` case
+/// expects.
+pub(crate) fn test_service() -> Service {
+    Service::new(pb::file_descriptor(), "grpc.testing.TestService")
+        .unary("EmptyCall", |call, _: Empty| {
+            echo_metadata(call, false);
+            std::future::ready(Ok(Empty::new()))
+        })
+        .unary("UnaryCall", |call, request: SimpleRequest| {
+            echo_metadata(call, is_set(&request.response_compressed));
+            let username = username(call);
+            std::future::ready(simple_response(&request, username))
+        })
+        .server_streaming("StreamingOutputCall", |call, request: StreamingOutputCallRequest, replies| {
+            // The call compresses when any response asks for it; the others opt out one by one.
+            echo_metadata(call, request.response_parameters.iter().any(|p| is_set(&p.compressed)));
+            streaming_output_call(request, replies)
+        })
+        .client_streaming("StreamingInputCall", |call, requests| {
+            echo_metadata(call, false);
+            streaming_input_call(requests)
+        })
+        .bidi("FullDuplexCall", |call, requests, replies| {
+            // Its headers go before the first request is read, so a duplex call never
+            // compresses (upstream's compression cases use StreamingOutputCall).
+            echo_metadata(call, false);
+            duplex(requests, replies, Mode::Full)
+        })
+        .bidi("HalfDuplexCall", |call, requests, replies| {
+            echo_metadata(call, false);
+            duplex(requests, replies, Mode::Half)
+        })
+}
 
 /// `grpc.testing.UnimplementedService`: every call ends UNIMPLEMENTED, by design.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct UnimplementedService;
-
-impl TestService {
-    /// The service, its calls counted by `registrar`. `UnimplementedCall` is left out on
-    /// purpose: C-core answers it UNIMPLEMENTED, as the `unimplemented_method` case expects.
-    pub(crate) fn service(self, registrar: &Registrar) -> Service {
-        let b = registrar.unary(ServiceBuilder::new(), &pb::METHOD_TEST_SERVICE_EMPTY_CALL, empty_call);
-        let b = registrar.unary(b, &pb::METHOD_TEST_SERVICE_UNARY_CALL, unary_call);
-        let b = registrar.server_streaming(b, &pb::METHOD_TEST_SERVICE_STREAMING_OUTPUT_CALL, streaming_output_call);
-        let b = registrar.client_streaming(b, &pb::METHOD_TEST_SERVICE_STREAMING_INPUT_CALL, streaming_input_call);
-        let b = registrar.duplex(b, &pb::METHOD_TEST_SERVICE_FULL_DUPLEX_CALL, |ctx, requests, sink| {
-            duplex(ctx, requests, sink, Mode::Full)
-        });
-        let b = registrar.duplex(b, &pb::METHOD_TEST_SERVICE_HALF_DUPLEX_CALL, |ctx, requests, sink| {
-            duplex(ctx, requests, sink, Mode::Half)
-        });
-        b.build()
-    }
+pub(crate) fn unimplemented_service() -> Service {
+    Service::new(pb::file_descriptor(), "grpc.testing.UnimplementedService").unary(
+        "UnimplementedCall",
+        |_, _: Empty| {
+            std::future::ready(Err::<Empty, _>(RpcStatus::with_message(
+                RpcStatusCode::UNIMPLEMENTED,
+                "grpc.testing.UnimplementedService is not implemented by this server, by design".to_owned(),
+            )))
+        },
+    )
 }
 
-impl UnimplementedService {
-    pub(crate) fn service(self, registrar: &Registrar) -> Service {
-        let method = &pb::METHOD_UNIMPLEMENTED_SERVICE_UNIMPLEMENTED_CALL;
-        registrar
-            .unary(ServiceBuilder::new(), method, |ctx, _: Empty, sink: Reply<UnarySink<Empty>>| {
-                let status = RpcStatus::with_message(
-                    RpcStatusCode::UNIMPLEMENTED,
-                    "grpc.testing.UnimplementedService is not implemented by this server, by design".to_owned(),
-                );
-                ctx.spawn(finish("UnimplementedCall", sink.fail(status)));
-            })
-            .build()
-    }
-}
-
-fn empty_call(ctx: &RpcContext, _: Empty, mut sink: Reply<UnarySink<Empty>>) {
-    initial_metadata(ctx, false, |headers| sink.set_headers(headers));
-    ctx.spawn(finish("EmptyCall", sink.success(Empty::new())));
-}
-
-fn unary_call(ctx: &RpcContext, req: SimpleRequest, mut sink: Reply<UnarySink<SimpleResponse>>) {
-    initial_metadata(ctx, is_set(&req.response_compressed), |headers| sink.set_headers(headers));
-    match simple_response(ctx, &req) {
-        Ok(resp) => ctx.spawn(finish("UnaryCall", sink.success(resp))),
-        Err(status) => ctx.spawn(finish("UnaryCall", sink.fail(status))),
-    }
-}
-
-fn simple_response(ctx: &RpcContext, req: &SimpleRequest) -> Result<SimpleResponse, RpcStatus> {
+fn simple_response(req: &SimpleRequest, username: Option<String>) -> Result<SimpleResponse, RpcStatus> {
     check_compressed(&req.expect_compressed)?;
     if let Some(status) = echo_status(req.response_status.as_ref())? {
         return Err(status);
@@ -103,71 +92,32 @@ fn simple_response(ctx: &RpcContext, req: &SimpleRequest) -> Result<SimpleRespon
     let mut resp = SimpleResponse::new();
     resp.payload = MessageField::some(payload(req.response_type, body_len)?);
     if req.fill_username {
-        resp.username = username(ctx).unwrap_or_default();
+        resp.username = username.unwrap_or_default();
     }
     Ok(resp)
 }
 
-fn streaming_input_call(
-    ctx: &RpcContext,
-    requests: Requests<StreamingInputCallRequest>,
-    sink: Reply<ClientStreamingSink<StreamingInputCallResponse>>,
-) {
-    ctx.spawn(async move {
-        let mut requests = requests;
-        // The request stream lives until the status is out: grpcio cancels a call whose
-        // request stream is dropped unfinished, and the status would be CANCELLED.
-        match aggregate(&mut requests).await {
-            Ok(Ok(total)) => {
-                let resp = StreamingInputCallResponse { aggregated_payload_size: total, ..Default::default() };
-                finish("StreamingInputCall", sink.success(resp)).await
-            }
-            Ok(Err(status)) => finish("StreamingInputCall", sink.fail(status)).await,
-            Err(e) => log::debug!("StreamingInputCall ended early: {e}"),
-        }
-    });
-}
-
-/// The total size of the payloads of every request, or the status a request earns; the
-/// outer error: the call ended from the client's side.
-async fn aggregate(requests: &mut Requests<StreamingInputCallRequest>) -> grpcio::Result<Result<i32, RpcStatus>> {
+/// The total size of the payloads of every request.
+async fn streaming_input_call(
+    mut requests: Requests<StreamingInputCallRequest>,
+) -> Result<StreamingInputCallResponse, RpcStatus> {
     let mut total: i32 = 0;
-    while let Some(req) = requests.try_next().await? {
-        if let Err(status) = check_compressed(&req.expect_compressed) {
-            return Ok(Err(status));
-        }
+    while let Some(req) = requests.message().await? {
+        check_compressed(&req.expect_compressed)?;
         let len = req.payload.as_ref().map_or(0, |p| p.body.len());
-        match i32::try_from(len).ok().and_then(|len| total.checked_add(len)) {
-            Some(sum) => total = sum,
-            None => {
-                let message = "the payloads add up to more than aggregated_payload_size (int32) holds";
-                return Ok(Err(RpcStatus::with_message(RpcStatusCode::RESOURCE_EXHAUSTED, message.to_owned())));
-            }
-        }
+        total = i32::try_from(len).ok().and_then(|len| total.checked_add(len)).ok_or_else(|| {
+            let message = "the payloads add up to more than aggregated_payload_size (int32) holds";
+            RpcStatus::with_message(RpcStatusCode::RESOURCE_EXHAUSTED, message.to_owned())
+        })?;
     }
-    Ok(Ok(total))
+    Ok(StreamingInputCallResponse { aggregated_payload_size: total, ..Default::default() })
 }
 
-fn streaming_output_call(
-    ctx: &RpcContext,
+async fn streaming_output_call(
     req: StreamingOutputCallRequest,
-    mut sink: Replies<ServerStreamingSink<StreamingOutputCallResponse>>,
-) {
-    // The call compresses when any response asks for it; the others opt out one by one.
-    let compressed = req.response_parameters.iter().any(|p| is_set(&p.compressed));
-    initial_metadata(ctx, compressed, |headers| sink.set_headers(headers));
-    ctx.spawn(async move {
-        let outcome = match plan(&req) {
-            Ok(plan) => match send(&mut sink, plan).await {
-                Ok(()) => sink.close().await,
-                Err(e) => Err(e),
-            },
-            Err(status) => sink.fail(status).await,
-        };
-        if let Err(e) = outcome {
-            log::debug!("StreamingOutputCall ended early: {e}");
-        }
-    });
+    mut replies: Replies<StreamingOutputCallResponse>,
+) -> Result<(), RpcStatus> {
+    send(&mut replies, plan(&req)?).await
 }
 
 /// FullDuplexCall answers each request as it arrives; HalfDuplexCall reads them all first.
@@ -177,40 +127,23 @@ enum Mode {
     Half,
 }
 
-fn duplex(
-    ctx: &RpcContext,
+async fn duplex(
     mut requests: Requests<StreamingOutputCallRequest>,
-    mut sink: Replies<DuplexSink<StreamingOutputCallResponse>>,
+    mut replies: Replies<StreamingOutputCallResponse>,
     mode: Mode,
-) {
-    // Its headers go before the first request is read, so a duplex call never compresses
-    // (upstream's compression cases use StreamingOutputCall).
-    initial_metadata(ctx, false, |headers| sink.set_headers(headers));
-    ctx.spawn(async move {
-        let outcome = async {
-            let mut buffered = Vec::new();
-            while let Some(req) = requests.try_next().await? {
-                match mode {
-                    Mode::Half => buffered.push(req),
-                    Mode::Full => match plan(&req) {
-                        Ok(plan) => send(&mut sink, plan).await?,
-                        // Echo Status: end the call now; later requests are not read.
-                        Err(status) => return sink.fail(status).await,
-                    },
-                }
-            }
-            for req in &buffered {
-                match plan(req) {
-                    Ok(plan) => send(&mut sink, plan).await?,
-                    Err(status) => return sink.fail(status).await,
-                }
-            }
-            sink.close().await
-        };
-        if let Err(e) = outcome.await {
-            log::debug!("a duplex TestService call ended early: {e}");
+) -> Result<(), RpcStatus> {
+    let mut buffered = Vec::new();
+    while let Some(req) = requests.message().await? {
+        match mode {
+            Mode::Half => buffered.push(req),
+            // Echo Status: a status asked for ends the call now; later requests are not read.
+            Mode::Full => send(&mut replies, plan(&req)?).await?,
         }
-    });
+    }
+    for req in &buffered {
+        send(&mut replies, plan(req)?).await?;
+    }
+    Ok(())
 }
 
 /// One response still to send: after `delay`, a payload of `len` zeros.
@@ -245,26 +178,16 @@ fn plan(req: &StreamingOutputCallRequest) -> Result<Vec<Planned>, RpcStatus> {
 
 /// Sends `plan`, pausing before each response as asked (interval_us accumulates: each
 /// pause counts from the previous response).
-async fn send<S: StreamSink<StreamingOutputCallResponse>>(
-    sink: &mut Replies<S>,
-    plan: Vec<Planned>,
-) -> grpcio::Result<()> {
+async fn send(replies: &mut Replies<StreamingOutputCallResponse>, plan: Vec<Planned>) -> Result<(), RpcStatus> {
     for step in plan {
         if !step.delay.is_zero() {
             futures_timer::Delay::new(step.delay).await;
         }
         let payload = payload(step.kind, step.len).expect("checked by plan()");
         let resp = StreamingOutputCallResponse { payload: MessageField::some(payload), ..Default::default() };
-        sink.send((resp, WriteFlags::default().force_no_compress(!step.compressed))).await?;
+        replies.send_with(resp, WriteFlags::default().force_no_compress(!step.compressed)).await?;
     }
     Ok(())
-}
-
-/// Awaits the end of a call; a failure means the client already left, so it is only logged.
-async fn finish(what: &str, sent: impl std::future::Future<Output = grpcio::Result<()>>) {
-    if let Err(e) = sent.await {
-        log::debug!("{what} ended early: {e}");
-    }
 }
 
 fn invalid(message: String) -> RpcStatus {
@@ -303,18 +226,18 @@ fn echo_status(status: Option<&EchoStatus>) -> Result<Option<RpcStatus>, RpcStat
     }
 }
 
-/// The call's initial metadata, given to `set` when there is any. Echo Metadata:
+/// The call's initial metadata, when there is any. Echo Metadata:
 /// `x-grpc-test-echo-initial` goes back. `x-grpc-test-echo-trailing-bin` cannot go back at
 /// all ([`TRAILING_METADATA_LIMIT`]): it is logged, so the limit shows where the missing
 /// trailer would have come from. `compress`: the replies go gzip-compressed (C-core's per-call
 /// key, which it takes out of the headers before they are sent).
-fn initial_metadata(ctx: &RpcContext, compress: bool, set: impl FnOnce(Metadata)) {
+fn echo_metadata(call: &mut Call<'_>, compress: bool) {
     let mut echoed = MetadataBuilder::new();
     let mut any = compress;
     if compress {
         Compression::Gzip.for_call(&mut echoed);
     }
-    for (key, value) in ctx.request_headers().iter() {
+    for (key, value) in call.request_headers().iter() {
         if key.eq_ignore_ascii_case(ECHO_INITIAL_KEY) {
             match std::str::from_utf8(value).ok().map(|v| echoed.add_str(ECHO_INITIAL_KEY, v)) {
                 Some(Ok(_)) => any = true,
@@ -325,7 +248,7 @@ fn initial_metadata(ctx: &RpcContext, compress: bool, set: impl FnOnce(Metadata)
         }
     }
     if any {
-        set(echoed.build());
+        call.set_headers(echoed.build());
     }
 }
 
@@ -347,8 +270,8 @@ fn is_set(flag: &MessageField<BoolValue>) -> bool {
 /// Echo Authenticated Username: the peer's identity, when TLS authenticated one (a client
 /// certificate); none otherwise.
 #[cfg(tls)]
-fn username(ctx: &RpcContext) -> Option<String> {
-    let auth = ctx.auth_context()?;
+fn username(call: &Call<'_>) -> Option<String> {
+    let auth = call.auth_context()?;
     if !auth.peer_is_authenticated() {
         return None;
     }
@@ -358,6 +281,6 @@ fn username(ctx: &RpcContext) -> Option<String> {
 
 /// Without TLS no peer is ever authenticated.
 #[cfg(not(tls))]
-fn username(_: &RpcContext) -> Option<String> {
+fn username(_: &Call<'_>) -> Option<String> {
     None
 }

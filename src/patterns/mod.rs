@@ -1,87 +1,41 @@
-//! The Greeter service: the tutorial's four "levels", one file each, what the server computes
-//! for each call pattern. The handlers get their call from the call layer (`src/call/`) and
-//! know nothing of binding, the transport's limits or who observes the calls.
+//! The Greeter service: the tutorial's four "levels", one file each, one handler each.
 //!
-//! What a reader learns from is public: the greeting, the price range, the accumulator behind
-//! RecordMetrics and the errors each pattern answers with.
+//! Each handler is an async function that reads like the tutorial's Go server: it takes the
+//! request (or [`Requests`](crate::Requests), the stream of them), returns the reply (or sends
+//! [`Replies`](crate::Replies)), and ends with `Ok` or a status. What the call layer does
+//! around them (the authorization check, metrics, traces, writing replies, noticing that a
+//! client went away) they never see. [`greeter_service`] registers them, as a service of your
+//! own would be registered (see `examples/own_service.rs`).
 
 pub mod chat;
+pub(crate) mod config;
 pub mod record_metrics;
 pub mod say_hello;
 pub mod stock_price;
 
-use std::time::Duration;
-
-use grpcio::{Service, ServiceBuilder};
-
-use crate::call::Registrar;
+use crate::call::Service;
 use crate::proto;
-use chat::OpenChats;
+use chat::Chats;
+use config::GreeterConfig;
 use stock_price::StockTicker;
 
-/// The Greeter service's settings; the default is the tutorial's service.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GreeterConfig {
-    /// Ticks per GetStockPrice subscription (the tutorial sends 5).
-    pub stock_ticks: u32,
-    /// The pause between two ticks (the tutorial sleeps 500 ms); zero sends them back to back.
-    pub stock_interval: Duration,
-    /// Concurrent GetStockPrice subscriptions, server-wide; one more gets RESOURCE_EXHAUSTED.
-    pub max_subscriptions: u64,
-    /// A longer `ChatMessage.message` (bytes of UTF-8) ends the Chat with INVALID_ARGUMENT.
-    pub max_chat_message_len: usize,
+/// `greeter.Greeter`, its four handlers registered, with the state they share.
+pub fn greeter_service(config: &GreeterConfig) -> Service {
+    greeter_parts(config).0
 }
 
-impl Default for GreeterConfig {
-    fn default() -> Self {
-        GreeterConfig {
-            stock_ticks: 5,
-            stock_interval: Duration::from_millis(500),
-            max_subscriptions: 10_000,
-            max_chat_message_len: 64 * 1024,
-        }
-    }
-}
-
-/// `greeter.Greeter`'s state. grpcio clones each handler once per completion queue, so it
-/// holds only shared, cheaply cloned state.
-#[derive(Clone, Debug)]
-pub(crate) struct GreeterService {
-    ticker: StockTicker,
-    chats: OpenChats,
-    max_chat_message_len: usize,
-}
-
-impl GreeterService {
-    pub(crate) fn new(config: &GreeterConfig) -> Self {
-        GreeterService {
-            ticker: StockTicker::new(config.stock_ticks, config.stock_interval, config.max_subscriptions),
-            chats: OpenChats::default(),
-            max_chat_message_len: config.max_chat_message_len,
-        }
-    }
-
-    /// The four methods, registered through `registrar`.
-    pub(crate) fn service(&self, registrar: &Registrar) -> Service {
-        let (ticker, chats, max_len) = (self.ticker.clone(), self.chats.clone(), self.max_chat_message_len);
-        let b = registrar.unary(ServiceBuilder::new(), &proto::METHOD_GREETER_SAY_HELLO, say_hello::say_hello);
-        let b = registrar.server_streaming(b, &proto::METHOD_GREETER_GET_STOCK_PRICE, move |ctx, req, sink| {
-            ticker.subscribe(ctx, req, sink)
-        });
-        let b = registrar.client_streaming(b, &proto::METHOD_GREETER_RECORD_METRICS, record_metrics::record_metrics);
-        let b = registrar.duplex(b, &proto::METHOD_GREETER_CHAT, move |ctx, stream, sink| {
-            chat::chat(ctx, stream, sink, &chats, max_len)
-        });
-        b.build()
-    }
-
-    /// How many GetStockPrice subscriptions are sending ticks right now.
-    pub(crate) fn subscriptions_active(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
-        self.ticker.active()
-    }
-
-    /// How many Chat calls are open right now.
-    pub(crate) fn chats_open(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
-        self.chats.count()
-    }
+/// The service, and the two counts its handlers keep (subscriptions running, chats open), for
+/// the server's gauges.
+pub(crate) fn greeter_parts(config: &GreeterConfig) -> (Service, StockTicker, Chats) {
+    let ticker = StockTicker::new(config.stock_ticks, config.stock_interval, config.max_subscriptions);
+    let chats = Chats::new(config.max_chat_message_len);
+    let (t, c) = (ticker.clone(), chats.clone());
+    let service = Service::new(proto::file_descriptor(), proto::GREETER_SERVICE)
+        .unary("SayHello", |_, request| say_hello::say_hello(request))
+        .server_streaming("GetStockPrice", move |_, request, replies| {
+            stock_price::get_stock_price(t.clone(), request, replies)
+        })
+        .client_streaming("RecordMetrics", |_, requests| record_metrics::record_metrics(requests))
+        .bidi("Chat", move |_, requests, replies| chat::chat(c.clone(), requests, replies));
+    (service, ticker, chats)
 }

@@ -1,9 +1,8 @@
 //! Level 3, client streaming: `RecordMetrics` counts and averages a stream of readings.
 
-use futures::TryStreamExt as _;
-use grpcio::{ClientStreamingSink, RpcContext, RpcStatus, RpcStatusCode};
+use grpcio::{RpcStatus, RpcStatusCode};
 
-use crate::call::{Reply, Requests};
+use crate::call::Requests;
 use crate::proto::{Metric, MetricSummary};
 
 /// Why a stream of metrics cannot be summarised.
@@ -71,41 +70,15 @@ impl MetricsAccumulator {
     }
 }
 
-/// Reads the whole stream, then replies with its summary, or fails at the first bad value
+/// Reads the whole stream, then replies with its count and mean; fails at the first bad value
 /// without waiting for the rest.
-pub(crate) fn record_metrics(
-    ctx: &RpcContext,
-    mut stream: Requests<Metric>,
-    sink: Reply<ClientStreamingSink<MetricSummary>>,
-) {
-    ctx.spawn(async move {
-        let mut acc = MetricsAccumulator::default();
-        let summary = loop {
-            match stream.try_next().await {
-                Ok(Some(metric)) => {
-                    log::debug!("Received data: {:.2}", metric.value);
-                    if let Err(e) = acc.push(metric.value) {
-                        break Err(e.into());
-                    }
-                }
-                Ok(None) => break acc.summary().map_err(RpcStatus::from),
-                Err(e) => {
-                    log::debug!("RecordMetrics stream broke off: {e}");
-                    return; // The client is gone; dropping the sink cancels the call.
-                }
-            }
-        };
-        let sent = match summary {
-            Ok(summary) => sink.success(summary).await,
-            Err(status) => {
-                log::info!("RecordMetrics rejected: {}", status.message());
-                sink.fail(status).await
-            }
-        };
-        if let Err(e) = sent {
-            log::debug!("RecordMetrics reply not delivered: {e}");
-        }
-    });
+pub async fn record_metrics(mut requests: Requests<Metric>) -> Result<MetricSummary, RpcStatus> {
+    let mut readings = MetricsAccumulator::default();
+    while let Some(metric) = requests.message().await? {
+        log::debug!("Received data: {:.2}", metric.value);
+        readings.push(metric.value)?;
+    }
+    Ok(readings.summary()?)
 }
 
 #[cfg(test)]

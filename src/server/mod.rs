@@ -1,26 +1,30 @@
-//! The Greeter server: [`ServerConfig`] → [`GreeterServer`]. Binds, registers Greeter, health
-//! and reflection through one [`Registrar`] with the server's observers, serves `/metrics` when
-//! asked, and shuts down gracefully (`shutdown.rs`).
+//! The Greeter server: [`ServerConfig`] → [`GreeterServer`]. Binds, registers Greeter, the
+//! config's own services, health and reflection through one [`Registrar`] with the server's
+//! observers, serves `/metrics` when asked, and shuts down gracefully (`shutdown.rs`).
 
+mod access;
 mod shutdown;
 
 use std::sync::Arc;
 
 use grpcio::{EnvBuilder, Environment};
 
-use crate::call::{Observer, Registrar};
+use crate::call::{Observer, Registrar, Service};
 use crate::compression::Compression;
 use crate::error::ServerError;
 use crate::health::HealthService;
-use crate::patterns::{GreeterConfig, GreeterService};
+use crate::patterns::config::GreeterConfig;
+use crate::patterns::greeter_parts;
 use crate::proto::health::health_check_response::ServingStatus;
-use crate::proto::GREETER_SERVICE;
-use crate::reflection::{DescriptorIndex, ReflectionService};
+use crate::reflection::reflection_services;
 use crate::telemetry::{AccessLog, AccessLogWriter, MetricsEndpoint, Prometheus, SpansAndAccessLog, TraceExport};
 use crate::tls::ServerTls;
 use crate::transport::{self, TransportLimits};
 
+pub use access::{Authorization, TokenCheck, TokenKeys};
 pub use shutdown::{GracefulShutdown, ShutdownOutcome};
+
+use access::AccessGate;
 
 /// Everything needed to start a server. `ServerConfig::default()` is the tutorial's server.
 #[derive(Clone, Debug)]
@@ -31,12 +35,19 @@ pub struct ServerConfig {
     pub completion_queues: usize,
     /// The Greeter service: its ticks, its limits.
     pub greeter: GreeterConfig,
+    /// Services of your own, served beside Greeter with everything Greeter gets (see
+    /// [`Service`]); each is reported SERVING on health and described by reflection. One
+    /// named `greeter.Greeter` replaces the built-in Greeter (a variant of the tutorial's).
+    pub services: Vec<Service>,
     /// What one peer may ask of a connection.
     pub transport: TransportLimits,
     /// How the server stops: health first, then a drain, then a grace period.
     pub shutdown: GracefulShutdown,
     /// Serve TLS (mutual TLS if it names a client CA) instead of plaintext.
     pub tls: Option<ServerTls>,
+    /// Who may call what: policies on the TLS peer and on bearer tokens (docs/security.md);
+    /// `None`, the default, lets every caller call every method.
+    pub authorization: Option<Authorization>,
     /// Serve gRPC reflection (v1 and v1alpha), so tools work without the .proto files.
     pub reflection: bool,
     /// Let other processes bind the same port too (SO_REUSEPORT), the kernel splitting
@@ -65,9 +76,11 @@ impl Default for ServerConfig {
             addr: "[::]:50051".to_owned(),
             completion_queues: 1,
             greeter: GreeterConfig::default(),
+            services: Vec::new(),
             transport: TransportLimits::default(),
             shutdown: GracefulShutdown::default(),
             tls: None,
+            authorization: None,
             reflection: true,
             reuse_port: false,
             metrics_addr: None,
@@ -80,16 +93,25 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// A config listening on a free loopback port: what tests want.
-    pub fn local() -> Self {
-        ServerConfig { addr: "127.0.0.1:0".to_owned(), ..ServerConfig::default() }
-    }
-
-    /// Binds, registers Greeter, Health and (unless disabled) Reflection, starts serving and
-    /// reports SERVING.
+    /// Binds, registers Greeter, the config's services, Health and (unless disabled)
+    /// Reflection, starts serving and reports SERVING for each service.
     pub fn start(self) -> Result<GreeterServer, ServerError> {
+        let (greeter, ticker, chats) = greeter_parts(&self.greeter);
+        // A service of the config's named greeter.Greeter replaces the built-in one.
+        let builtin = Some(&greeter).filter(|g| self.services.iter().all(|s| s.name() != g.name()));
+        let served: Vec<&Service> = builtin.into_iter().chain(&self.services).collect();
+        for service in &served {
+            service.check().map_err(|reason| ServerError::Service { service: service.name().to_owned(), reason })?;
+        }
+        // The gate finds each caller's identity: for the policies, and for the traces and the
+        // access log even when nothing is enforced.
+        let wants_caller = self.authorization.is_some() || self.traces.is_some() || self.access_log.is_some();
+        let gate = match (&self.authorization, wants_caller) {
+            (Some(authorization), _) => Some(Arc::new(AccessGate::start(authorization)?)),
+            (None, true) => Some(Arc::new(AccessGate::start(&Authorization::default())?)),
+            (None, false) => None,
+        };
         let env = Arc::new(EnvBuilder::new().cq_count(self.completion_queues.max(1)).name_prefix("greeter-cq").build());
-        let greeter = GreeterService::new(&self.greeter);
         let health = HealthService::default();
         let metrics = self.metrics_addr.as_ref().map(|_| Prometheus::new());
         let mut observers: Vec<Arc<dyn Observer>> = Vec::new();
@@ -97,9 +119,20 @@ impl ServerConfig {
             metrics.gauge(
                 "greeter_stock_subscriptions_active",
                 "GetStockPrice subscriptions sending ticks right now.",
-                greeter.subscriptions_active(),
+                ticker.active(),
             );
-            metrics.gauge("greeter_chats_open", "Chat calls open right now.", greeter.chats_open());
+            metrics.gauge("greeter_chats_open", "Chat calls open right now.", chats.count());
+            metrics.gauge(
+                "greeter_health_watchers",
+                "grpc.health.v1.Health/Watch calls open right now.",
+                health.watchers(),
+            );
+            if let Some(gate) = &gate {
+                let help = "Policy files found invalid when read again (the policy in force stayed).";
+                metrics.counter("greeter_authz_policy_reload_failures_total", help, gate.reload_failures());
+                let help = "Authorization audit lines lost: stdout could not keep up.";
+                metrics.counter("greeter_authz_audit_lines_dropped_total", help, gate.audit_lines_dropped());
+            }
             observers.push(metrics.clone());
         }
         let trace = self.spans_and_access_log(&env)?;
@@ -116,16 +149,20 @@ impl ServerConfig {
             }
             observers.push(trace.clone());
         }
-        let registrar = Registrar::new(observers);
-        let mut builder = self
-            .transport
-            .server_builder(&env, self.reuse_port, self.compression, self.compression_min_len)
-            .register_service(greeter.service(&registrar))
-            .register_service(health.service(&registrar));
+        let mut infrastructure = vec![health.service()];
         if self.reflection {
-            for service in ReflectionService::new(DescriptorIndex::for_greeter_server()).services(&registrar) {
-                builder = builder.register_service(service);
-            }
+            let described: Vec<&Service> = served.iter().copied().chain(&infrastructure).collect();
+            let reflection = reflection_services(&described);
+            infrastructure.extend(reflection);
+        }
+        let registrar = Registrar::new(observers);
+        let mut builder =
+            self.transport.server_builder(&env, self.reuse_port, self.compression, self.compression_min_len);
+        for service in served.iter().copied().chain(&infrastructure) {
+            builder = builder.register_service(registrar.register(service));
+        }
+        if let Some(gate) = gate {
+            builder = builder.add_checker(registrar.gatekeeper(gate));
         }
         let mut server = builder.build().map_err(ServerError::Build)?;
         let port = transport::listen(&mut server, &self.addr, self.tls.as_ref())?;
@@ -141,7 +178,9 @@ impl ServerConfig {
         };
         server.start();
         health.set_serving_status("", ServingStatus::SERVING);
-        health.set_serving_status(GREETER_SERVICE, ServingStatus::SERVING);
+        for service in &served {
+            health.set_serving_status(service.name(), ServingStatus::SERVING);
+        }
         let scheme = transport::scheme(self.tls.as_ref());
         log::info!("gRPC Server started at {} (port {port}, {scheme})", self.addr);
         Ok(GreeterServer { server, health, port, shutdown: self.shutdown, metrics_endpoint, trace, _env: env })
@@ -186,8 +225,9 @@ impl GreeterServer {
         self.port
     }
 
-    /// Where `/metrics` is served, when the config asked for it.
-    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+    /// The address `/metrics` is served on, when the config asked for it (the port chosen
+    /// when the config said port 0).
+    pub fn metrics_local_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics_endpoint.as_ref().map(MetricsEndpoint::local_addr)
     }
 

@@ -87,9 +87,9 @@ fn rfc3339(unix_millis: u64) -> String {
         .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".to_owned())
 }
 
-/// The access log's line of one finished call: `{"time":…,"method":…,"peer":…,"code":…,
-/// "code_name":…,"duration_ms":…,"messages_in":…,"messages_out":…,"trace_id":…}`, one field a
-/// line, in this order.
+/// The access log's line of one finished call: `{"time":…,"method":…,"peer":…,"principal":…,
+/// "code":…,"code_name":…,"duration_ms":…,"messages_in":…,"messages_out":…,"trace_id":…,
+/// "denied_by":…}`, one field a line, in this order.
 struct Line<'a> {
     call: &'a FinishedCall,
     time: &'a RawValue,
@@ -100,16 +100,18 @@ struct Line<'a> {
 impl Serialize for Line<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let call = self.call;
-        let mut line = serializer.serialize_struct("Line", 9)?;
+        let mut line = serializer.serialize_struct("Line", 11)?;
         line.serialize_field("time", self.time)?;
         line.serialize_field("method", &call.method.path)?;
         line.serialize_field("peer", self.peer)?;
+        line.serialize_field("principal", &call.principal)?;
         line.serialize_field("code", &i32::from(call.code))?;
         line.serialize_field("code_name", self.code_name)?;
         line.serialize_field("duration_ms", &(call.duration.as_micros() as f64 / 1e3))?;
         line.serialize_field("messages_in", &call.messages_received)?;
         line.serialize_field("messages_out", &call.messages_sent)?;
         line.serialize_field("trace_id", &call.trace_id.map(Hex))?;
+        line.serialize_field("denied_by", &call.denied_by)?;
         line.end()
     }
 }
@@ -211,7 +213,7 @@ fn write_lines(out: &mut dyn Write, lines: &[u8], pipe: bool) -> io::Result<()> 
 mod tests {
     use super::*;
     use crate::telemetry::spans_and_log::{MethodNames, PeerName};
-    use grpcio::MethodType;
+    use grpcio::{MethodType, RpcStatusCode};
     use std::time::{Duration, Instant};
 
     /// A call that started at `unix_nanos`, by the clock it returns too.
@@ -230,6 +232,8 @@ mod tests {
             messages_sent: 0,
             trace_id: Some(TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap()),
             span: None,
+            principal: Some("spiffe://example.org/billing".into()),
+            denied_by: None,
         };
         (call, Clock::at(unix_nanos, started))
     }
@@ -246,8 +250,9 @@ mod tests {
         assert_eq!(
             line(&call(t)),
             "{\"time\":\"2025-12-01T14:27:15.123Z\",\"method\":\"/greeter.Greeter/SayHello\",\
-             \"peer\":\"127.0.0.1:5001\",\"code\":4,\"code_name\":\"DEADLINE_EXCEEDED\",\"duration_ms\":1.5,\
-             \"messages_in\":1,\"messages_out\":0,\"trace_id\":\"0af7651916cd43dd8448eb211c80319c\"}\n"
+             \"peer\":\"127.0.0.1:5001\",\"principal\":\"spiffe://example.org/billing\",\"code\":4,\
+             \"code_name\":\"DEADLINE_EXCEEDED\",\"duration_ms\":1.5,\"messages_in\":1,\"messages_out\":0,\
+             \"trace_id\":\"0af7651916cd43dd8448eb211c80319c\",\"denied_by\":null}\n"
         );
     }
 
@@ -277,6 +282,18 @@ mod tests {
                 "1970-01-01T00:00:01.000Z"
             ]
         );
+    }
+
+    #[test]
+    fn a_refused_call_names_the_rule() {
+        let (mut c, clock) = call(0);
+        c.code = RpcStatusCode::PERMISSION_DENIED;
+        c.principal = None;
+        c.denied_by = Some("policy/deny-billing".into());
+        let value: serde_json::Value = serde_json::from_str(&line(&(c, clock))).unwrap();
+        assert_eq!(value["principal"], serde_json::Value::Null);
+        assert_eq!(value["denied_by"], "policy/deny-billing");
+        assert_eq!(value["code_name"], "PERMISSION_DENIED");
     }
 
     #[test]

@@ -32,7 +32,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::call::{CallObserver, MethodName, MethodObserver, Observer};
+use crate::call::{CallObserver, Caller, MethodName, MethodObserver, Observer, Refusal};
 
 pub use access_log::AccessLog;
 pub(crate) use access_log::AccessLogWriter;
@@ -62,6 +62,8 @@ pub(crate) struct Prometheus {
     received: IntCounterVec,
     sent: IntCounterVec,
     handling: HistogramVec,
+    /// Calls the gate refused, by method and reason.
+    refused: IntCounterVec,
     /// Gauges and counters whose value is kept elsewhere (by a service, by the span
     /// exporter), read at each render.
     read_at_render: Mutex<ReadAtRender>,
@@ -98,6 +100,11 @@ impl Prometheus {
                 &LABELS,
             )
             .expect("a valid metric definition"),
+            refused: counter(
+                "greeter_authz_refused_total",
+                "Calls refused before their handler: no valid credential (reason: missing, expired, …) or denied by a policy (reason: policy).",
+                &["grpc_service", "grpc_method", "reason"],
+            ),
             read_at_render: Mutex::default(),
             heap: heap::AVAILABLE.then(|| {
                 (
@@ -107,7 +114,8 @@ impl Prometheus {
             }),
         };
         let r = &metrics.registry;
-        let collectors: [Box<dyn prometheus::core::Collector>; 5] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 6] = [
+            Box::new(metrics.refused.clone()),
             Box::new(metrics.started.clone()),
             Box::new(metrics.handled.clone()),
             Box::new(metrics.received.clone()),
@@ -180,6 +188,9 @@ impl Observer for Prometheus {
         let (service, name) = (method.service, method.method);
         let labels = [kind, service, name];
         Arc::new(MethodMetrics(Arc::new(MethodSeries {
+            refused: self.refused.clone(),
+            service: service.to_owned(),
+            method: name.to_owned(),
             started: self.started.with_label_values(&labels),
             received: self.received.with_label_values(&labels),
             sent: self.sent.with_label_values(&labels),
@@ -192,6 +203,10 @@ impl Observer for Prometheus {
 
 /// One method's series, resolved once so that counting a call is an atomic add per event.
 struct MethodSeries {
+    /// The refusals, labelled when one happens (its reason is known only then).
+    refused: IntCounterVec,
+    service: String,
+    method: String,
     started: IntCounter,
     received: IntCounter,
     sent: IntCounter,
@@ -203,7 +218,7 @@ struct MethodSeries {
 struct MethodMetrics(Arc<MethodSeries>);
 
 impl MethodObserver for MethodMetrics {
-    fn call_started(&self, _ctx: &RpcContext) -> Box<dyn CallObserver> {
+    fn call_started(&self, _ctx: &RpcContext, _caller: &Caller) -> Box<dyn CallObserver> {
         self.0.started.inc();
         Box::new(CallRecord { series: self.0.clone(), arrived: Instant::now() })
     }
@@ -222,6 +237,11 @@ impl CallObserver for CallRecord {
 
     fn message_sent(&self) {
         self.series.sent.inc();
+    }
+
+    fn refused(&self, refusal: &Refusal) {
+        let series = &self.series;
+        series.refused.with_label_values(&[&series.service, &series.method, refusal.reason]).inc();
     }
 
     /// Codes outside the 17 defined ones count as `Unknown`.

@@ -222,6 +222,8 @@ struct CallKeys {
     status_code: Key,
     messages_received: Key,
     messages_sent: Key,
+    principal: Key,
+    denied_by: Key,
 }
 
 impl SpanEncoder {
@@ -232,6 +234,8 @@ impl SpanEncoder {
             status_code: Key::new(span::ATTRIBUTES, "rpc.grpc.status_code"),
             messages_received: Key::new(span::ATTRIBUTES, "greeter.messages_received"),
             messages_sent: Key::new(span::ATTRIBUTES, "greeter.messages_sent"),
+            principal: Key::new(span::ATTRIBUTES, "enduser.id"),
+            denied_by: Key::new(span::ATTRIBUTES, "greeter.authz.denied_by"),
         };
         SpanEncoder { server, server_attributes: None, keys, body: Vec::with_capacity(512) }
     }
@@ -267,6 +271,12 @@ impl SpanEncoder {
         keys.status_code.int(body, i64::from(i32::from(call.code)));
         keys.messages_received.int(body, call.messages_received as i64);
         keys.messages_sent.int(body, call.messages_sent as i64);
+        if let Some(principal) = &call.principal {
+            keys.principal.str(body, principal);
+        }
+        if let Some(rule) = &call.denied_by {
+            keys.denied_by.str(body, rule);
+        }
         if is_server_error(call.code) {
             let message = super::code_names::canonical(call.code);
             let status = protowire::len_field_size(message.len()) + 2;
@@ -330,6 +340,8 @@ mod tests {
             messages_sent: 2,
             trace_id: Some(span.trace_id),
             span: Some(span.clone()),
+            principal: None,
+            denied_by: None,
         }
     }
 
@@ -360,7 +372,9 @@ mod tests {
             trace_state: Some("congo=t61rcWkgMzE".into()),
         };
         let ok = finished(RpcStatusCode::OK, "ipv6:[::1]:40000", &ids);
-        let failed = finished(RpcStatusCode::UNAVAILABLE, "ipv4:127.0.0.1:5000", &ids);
+        let mut failed = finished(RpcStatusCode::UNAVAILABLE, "ipv4:127.0.0.1:5000", &ids);
+        failed.principal = Some("issuer/alice".into());
+        failed.denied_by = Some("policy/deny-all".into());
         let request = request_of(&[ok, failed], Some(50051));
 
         assert_eq!(request.resource_spans.len(), 1);
@@ -412,8 +426,10 @@ mod tests {
         let failed = &scope.spans[1];
         assert_eq!(failed.status.code.enum_value(), Ok(StatusCode::STATUS_CODE_ERROR));
         assert_eq!(failed.status.message, "UNAVAILABLE");
-        let port = failed.attributes.iter().find(|kv| kv.key == "network.peer.port").unwrap();
-        assert_eq!(port.value.int_value(), 5000);
+        let attribute = |key: &str| failed.attributes.iter().find(|kv| kv.key == key).unwrap().value.clone();
+        assert_eq!(attribute("network.peer.port").int_value(), 5000);
+        assert_eq!(attribute("enduser.id").string_value(), "issuer/alice");
+        assert_eq!(attribute("greeter.authz.denied_by").string_value(), "policy/deny-all");
     }
 
     #[test]

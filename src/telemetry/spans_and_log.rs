@@ -4,12 +4,12 @@
 //! (`handoff.rs`), which encodes the span into the OTLP request (`otlp.rs`) and formats the
 //! log line (`access_log.rs`). A call neither traced nor logged leaves no record.
 //!
-//! A new fact about a call (who called, which rule refused it) is a field of [`FinishedCall`],
-//! then one line in `SpanEncoder::encode` for its span attribute and one in `Line::serialize`
-//! for its log field.
+//! A fact about a call (like who called, or which rule refused it) is a field of
+//! [`FinishedCall`], then one line in `SpanEncoder::encode` for its span attribute and one in
+//! `Line::serialize` for its log field.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use grpcio::{Environment, RpcContext, RpcStatusCode};
@@ -20,14 +20,16 @@ use super::access_log::{AccessLogWriter, LineFormatter, LogStats};
 use super::handoff::{Consumer, Handoff, Limits};
 use super::otlp::{ExportStats, OtlpExporter, TraceExport, SETTLE_TIMEOUT};
 use super::server_spans::{self, Decision, MethodSpan, ServerAddress, ServerSpans, SpanEncoder, SpanIds};
-use crate::call::{CallObserver, MethodName, MethodObserver, Observer};
+use crate::call::{CallObserver, Caller, MethodName, MethodObserver, Observer, Refusal};
 
 /// Finished calls waiting at most: more are dropped, their spans and lines counted (at the
 /// bench's 40,000 calls a second, a fifth of a second of them). A full batch wakes the
-/// recording thread at once; a call that finds it asleep wakes it, and it then waits up to
-/// half a second for companions, so that even a 1 % sample of a busy server's calls goes out
-/// in requests of dozens of spans, not one each.
+/// recording thread at once; a call that finds it asleep wakes it, and it then waits a while
+/// for companions: half a second for spans alone, so that even a 1 % sample of a busy server's
+/// calls goes out in requests of dozens of spans, not one each; a twentieth of a second when
+/// there is an access log, which someone may be reading as it grows.
 const LIMITS: Limits = Limits { capacity: 8192, batch: 512, linger: Duration::from_millis(500) };
+const LOG_LINGER: Duration = Duration::from_millis(50);
 /// Spans in one export request at most.
 const SPANS_PER_REQUEST: usize = 1024;
 
@@ -45,6 +47,11 @@ pub(crate) struct FinishedCall {
     pub(crate) trace_id: Option<TraceId>,
     /// Its span, when recorded here.
     pub(crate) span: Option<SpanIds>,
+    /// The caller the server verified (a token's `iss/sub`, else the certificate's name).
+    pub(crate) principal: Option<Box<str>>,
+    /// The policy rule (`policy/rule`), or the token's reason, that refused the call before
+    /// its handler.
+    pub(crate) denied_by: Option<Box<str>>,
 }
 
 /// The wall clock at one instant of the monotonic one: a call's thread reads the monotonic
@@ -188,6 +195,7 @@ impl SpansAndAccessLog {
             None => None,
         };
         let log_stats = log.as_ref().map(|log| log.stats.clone());
+        let limits = if log.is_some() { Limits { linger: LOG_LINGER, ..LIMITS } } else { LIMITS };
         let traced = spans.is_some();
         let recorder = SpansAndLines {
             spans,
@@ -201,7 +209,7 @@ impl SpansAndAccessLog {
         let shared = Arc::new(Shared {
             spans: traced.then(ServerSpans::from_env),
             logged: log_stats.is_some(),
-            handoff: Handoff::start("greeter-record", LIMITS, recorder)?,
+            handoff: Handoff::start("greeter-record", limits, recorder)?,
             span_stats: span_stats.clone(),
             log_stats: log_stats.clone(),
         });
@@ -272,7 +280,7 @@ struct MethodRecord {
 struct MethodRecorder(Arc<MethodRecord>);
 
 impl MethodObserver for MethodRecorder {
-    fn call_started(&self, ctx: &RpcContext) -> Box<dyn CallObserver> {
+    fn call_started(&self, ctx: &RpcContext, caller: &Caller) -> Box<dyn CallObserver> {
         let shared = &self.0.shared;
         let (span, trace_id) = match &shared.spans {
             Some(spans) => match spans.start(ctx.request_headers()) {
@@ -293,6 +301,8 @@ impl MethodObserver for MethodRecorder {
             started: Instant::now(),
             trace_id,
             span,
+            principal: caller.principal().map(Box::from),
+            denied_by: Mutex::new(None),
             received: AtomicU64::new(0),
             sent: AtomicU64::new(0),
         })
@@ -315,6 +325,9 @@ struct CallInProgress {
     started: Instant,
     trace_id: Option<TraceId>,
     span: Option<SpanIds>,
+    principal: Option<Box<str>>,
+    /// Set when the server's gate refuses the call, just before it finishes.
+    denied_by: Mutex<Option<Box<str>>>,
     received: AtomicU64,
     sent: AtomicU64,
 }
@@ -326,6 +339,11 @@ impl CallObserver for CallInProgress {
 
     fn message_sent(&self) {
         self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn refused(&self, refusal: &Refusal) {
+        let by = refusal.rule.as_deref().unwrap_or(refusal.reason);
+        *self.denied_by.lock().unwrap() = Some(by.into());
     }
 
     fn finished(&self, code: RpcStatusCode) {
@@ -340,6 +358,8 @@ impl CallObserver for CallInProgress {
             messages_sent: self.sent.load(Ordering::Relaxed),
             trace_id: self.trace_id,
             span: self.span.clone(),
+            principal: self.principal.clone(),
+            denied_by: self.denied_by.lock().unwrap().take(),
         };
         if let Err(call) = shared.handoff.push(call) {
             if call.span.is_some() {

@@ -31,7 +31,12 @@ impl ServerProcess {
     /// Starts `server` with `args` (which should include `--addr`) and waits for its start
     /// line, which names the port.
     pub fn start(args: &[&str], rust_log: &str) -> Self {
-        let mut child = example("server").args(args).env("RUST_LOG", rust_log).stderr(Stdio::piped()).spawn().unwrap();
+        Self::start_example("server", args, rust_log)
+    }
+
+    /// [`start`](Self::start) for another server example (`own_service`), same flags.
+    pub fn start_example(name: &str, args: &[&str], rust_log: &str) -> Self {
+        let mut child = example(name).args(args).env("RUST_LOG", rust_log).stderr(Stdio::piped()).spawn().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = BufReader::new(child.stderr.take().unwrap());
         let sink = log.clone();

@@ -4,8 +4,6 @@
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 
-use greeter::round_robin_service_config;
-
 use super::process::{KillOnDrop, DEADLINE};
 use super::tools::tools;
 
@@ -66,7 +64,28 @@ impl PeerClient {
     }
 }
 
-/// Our round_robin service config without its retry policy: health checks only.
+/// The service config `LoadBalancing::RoundRobin` puts on our client's channel (written out
+/// here, as docs/operations.md gives it, for the Go and Python clients): round_robin, health
+/// checks of greeter.Greeter, and SayHello retried on UNAVAILABLE.
+pub fn round_robin_service_config() -> String {
+    serde_json::json!({
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": "greeter.Greeter"},
+        "methodConfig": [{
+            "name": [{"service": "greeter.Greeter", "method": "SayHello"}],
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"]
+            }
+        }]
+    })
+    .to_string()
+}
+
+/// The same service config without its retry policy: health checks only.
 pub fn without_retries() -> String {
     let mut config: serde_json::Value = serde_json::from_str(&round_robin_service_config()).unwrap();
     config.as_object_mut().unwrap().remove("methodConfig");

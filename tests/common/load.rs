@@ -97,8 +97,14 @@ impl Drop for Load {
     }
 }
 
+/// The length of client thread `t`'s names: a replica's log ("(N bytes of name)") tells which
+/// client each call came from.
+pub fn name_len(t: usize) -> usize {
+    40 + t
+}
+
 fn say_hello(client: &Greeter, t: usize, i: u64) -> Result<(), String> {
-    let name = format!("load {t}.{i}");
+    let name = format!("{:<width$}", format!("load {t}.{i}"), width = name_len(t));
     match client.say_hello(&name) {
         Ok(reply) if reply == format!("Hello {name}") => Ok(()),
         Ok(reply) => Err(format!("SayHello: wrong reply {reply:?}")),

@@ -7,10 +7,13 @@ pub mod examples;
 pub mod lb;
 pub mod load;
 pub mod netns;
+pub mod nginx;
 pub mod pki;
 pub mod process;
+pub mod raw;
 pub mod scrape;
 pub mod tools;
+pub mod toxiproxy;
 
 use std::time::{Duration, Instant};
 
@@ -34,14 +37,14 @@ impl TestServer {
 
     /// The tutorial's server, with ticks `interval` apart instead of 500 ms.
     pub fn with_interval(interval: Duration) -> Self {
-        let mut config = ServerConfig::local();
+        let mut config = local();
         config.greeter.stock_interval = interval;
         Self::start(config)
     }
 
     /// The tutorial's server with `/metrics` on a free loopback port, ticks `interval` apart.
     pub fn with_metrics(interval: Duration) -> Self {
-        Self::start(with_metrics(ServerConfig::local(), interval))
+        Self::start(with_metrics(local(), interval))
     }
 
     pub fn server(&self) -> &GreeterServer {
@@ -50,17 +53,17 @@ impl TestServer {
 
     /// The server's `/metrics` now (its config must have asked for them).
     pub fn scrape(&self) -> scrape::Metrics {
-        scrape::scrape(self.server().metrics_addr().expect("the config asked for metrics"))
+        scrape::scrape(self.server().metrics_local_addr().expect("the config asked for metrics"))
     }
 
     /// The library's blocking client, with a generous deadline.
     pub fn client(&self) -> blocking::Greeter {
-        blocking::Greeter::connect(&self.addr, Duration::from_secs(30))
+        blocking::Greeter::new(&self.addr, Duration::from_secs(30))
     }
 
     /// The library's async client, with a generous deadline.
     pub fn async_client(&self) -> Greeter {
-        Greeter::connect(&self.addr, Duration::from_secs(30))
+        Greeter::new(&self.addr, Duration::from_secs(30))
     }
 
     /// The generated client, for calls shaped by hand.
@@ -82,11 +85,90 @@ impl TestServer {
     }
 }
 
+/// A raw call's options: a deadline, so a call that never ends fails its test instead of
+/// hanging the test binary.
+pub fn deadline() -> grpcio::CallOption {
+    grpcio::CallOption::default().timeout(Duration::from_secs(60))
+}
+
+/// The tutorial's server on a free loopback port.
+pub fn local() -> ServerConfig {
+    ServerConfig { addr: "127.0.0.1:0".to_owned(), ..ServerConfig::default() }
+}
+
 /// `config` with `/metrics` on a free loopback port, and ticks `interval` apart.
 pub fn with_metrics(mut config: ServerConfig, interval: Duration) -> ServerConfig {
     config.metrics_addr = Some("127.0.0.1:0".to_owned());
     config.greeter.stock_interval = interval;
     config
+}
+
+/// `grpc.testing.TestService/UnaryCall`, answered only once released: unary calls that stay
+/// in flight, in their handler, for as long as a test wants (Greeter's own are instant).
+pub struct HeldUnary {
+    latch: Latch,
+    pub service: greeter::Service,
+}
+
+impl HeldUnary {
+    pub fn new() -> Self {
+        use greeter::proto::testing::{file_descriptor, SimpleRequest, SimpleResponse};
+        let latch = Latch::default();
+        let opened = latch.clone();
+        let service = greeter::Service::new(file_descriptor(), "grpc.testing.TestService").unary(
+            "UnaryCall",
+            move |_, request: SimpleRequest| {
+                let opened = opened.clone();
+                async move {
+                    opened.opened().await;
+                    Ok(SimpleResponse { username: format!("held {}", request.response_size), ..Default::default() })
+                }
+            },
+        );
+        HeldUnary { latch, service }
+    }
+
+    /// Lets every held call, and every later one, be answered.
+    pub fn release(&mut self) {
+        self.latch.open();
+    }
+}
+
+/// A latch futures wait on until it is opened. Wakes its waiters after letting go of its
+/// lock: a waker may drop a task (grpcio's does, for a call already over), and with it a
+/// waiting future that would take the lock again.
+#[derive(Clone, Default)]
+pub struct Latch(std::sync::Arc<std::sync::Mutex<(bool, Vec<std::task::Waker>)>>);
+
+impl Latch {
+    pub fn open(&self) {
+        let waiting = {
+            let mut state = self.0.lock().unwrap();
+            state.0 = true;
+            std::mem::take(&mut state.1)
+        };
+        waiting.into_iter().for_each(std::task::Waker::wake);
+    }
+
+    pub async fn opened(&self) {
+        futures::future::poll_fn(|cx| {
+            let mut state = self.0.lock().unwrap();
+            if state.0 {
+                return std::task::Poll::Ready(());
+            }
+            state.1.push(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await
+    }
+}
+
+/// `N` free loopback ports, all different: bound at once, then let go for a program that
+/// cannot report the ports it chose (which should retry if one was taken in between).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> =
+        (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 /// A loopback port bound but not listening, held for as long as the value lives: connecting

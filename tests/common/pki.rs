@@ -35,6 +35,13 @@ impl Pki {
         Issued { cert: cert.pem(), key: key.serialize_pem() }
     }
 
+    /// A certificate from this CA made from `params` (its names, subject and usages).
+    pub fn sign(&self, params: CertificateParams) -> Issued {
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
+        Issued { cert: cert.pem(), key: key.serialize_pem() }
+    }
+
     pub fn server(&self) -> Issued {
         self.issue(&["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth)
     }
@@ -53,6 +60,7 @@ impl Pki {
             cert_chain: issued.cert.into_bytes(),
             private_key: issued.key.into_bytes(),
             client_ca: mutual.then(|| self.ca_pem()),
+            client_cert: greeter::ClientCert::Required,
         }
     }
 }

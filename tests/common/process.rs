@@ -1,8 +1,10 @@
 //! External processes with a deadline: a program that hangs (the tutorial's Go client loops
 //! forever on a stream error) fails its test with its output so far, instead of hanging the
-//! suite.
+//! suite. Each runs in a process group of its own, and the whole group is killed: a killed
+//! `bash → python → ghz` chain would otherwise leave its children holding the pipes open.
 
 use std::io::Read;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,6 +16,7 @@ pub const DEADLINE: Duration = Duration::from_secs(120);
 /// Runs `cmd` to completion with stdout and stderr captured, killing it after `limit`.
 pub fn output_within(mut cmd: Command, what: &str, limit: Duration) -> Output {
     let child = cmd
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -25,7 +28,7 @@ pub fn output_within(mut cmd: Command, what: &str, limit: Duration) -> Output {
 /// Runs `cmd` with the test's own stdout and stderr (for set-up that reports progress),
 /// killing it after `limit`.
 pub fn status_within(mut cmd: Command, what: &str, limit: Duration) -> ExitStatus {
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let child = cmd.process_group(0).spawn().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     KillOnDrop(child).wait(what, limit)
 }
 
@@ -58,8 +61,18 @@ impl KillOnDrop {
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        kill(&mut self.0);
         let _ = self.0.wait();
+    }
+}
+
+/// Kills `child`'s process group when it leads one (everything it started goes too), else
+/// `child` alone.
+pub fn kill(child: &mut Child) {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill(2) with a negative pid signals that process group; no memory is involved.
+    if unsafe { libc::kill(-pid, libc::SIGKILL) } != 0 {
+        let _ = child.kill();
     }
 }
 
@@ -76,7 +89,7 @@ fn wait_until(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
             return Some(status);
         }
         if start.elapsed() > limit {
-            let _ = child.kill();
+            kill(child);
             let _ = child.wait();
             return None;
         }

@@ -228,3 +228,14 @@ pub fn dnsmasq() -> &'static Path {
     static DNSMASQ: OnceLock<PathBuf> = OnceLock::new();
     DNSMASQ.get_or_init(|| debian_package("/usr/sbin/dnsmasq", "dnsmasq-base", "the DNS tests"))
 }
+
+/// Podman and runc from Debian's packages, installed with apt-get the first time. runc goes
+/// first, so that podman's dependency "crun | runc" is met by it: crun cannot run containers
+/// under some cgroup layouts where runc can.
+pub fn podman() -> &'static Path {
+    static PODMAN: OnceLock<PathBuf> = OnceLock::new();
+    PODMAN.get_or_init(|| {
+        debian_package("/usr/sbin/runc", "runc", "the container tests");
+        debian_package("/usr/bin/podman", "podman", "the container tests")
+    })
+}

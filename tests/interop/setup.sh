@@ -16,6 +16,10 @@ GRPCURL_VERSION=v1.9.3             # github.com/fullstorydev/grpcurl, for the re
 GRPC_GO_INTEROP_VERSION=v1.85.0    # google.golang.org/grpc/interop/{client,server}, the official cases
 GRPC_HEALTH_PROBE_VERSION=v0.4.62  # github.com/grpc-ecosystem/grpc-health-probe, what platforms probe with
 JAEGER_VERSION=v1.76.0             # github.com/jaegertracing/jaeger/cmd/jaeger, the trace tests' collector
+TOXIPROXY_VERSION=v2.5.0           # github.com/Shopify/toxiproxy/v2/cmd/server, the fault tests' TCP proxy
+# The xDS tests' control plane (go/cmd/xds-control-plane, on github.com/envoyproxy/go-control-plane
+# v0.14.0) and grpc-go's xDS client (go/cmd/xds-client) are pinned in go/go.mod; go-control-plane
+# at the version grpc-go (above) itself requires, so it moves no other module.
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -109,6 +113,20 @@ else
   stamp probe "$probe_key"
 fi
 
+# --- 2b'''. Toxiproxy -------------------------------------------------------------
+# Shopify's fault-injecting TCP proxy (latency, bandwidth, resets, black holes), driven by the
+# fault tests over its HTTP API. `go install` names it `server`; it is kept as toxiproxy-server.
+step="go install toxiproxy"
+toxiproxy_key="$(go env GOVERSION) $TOXIPROXY_VERSION"
+if fresh toxiproxy "$toxiproxy_key" "$BIN/toxiproxy-server"; then
+  say "toxiproxy-server up to date"
+else
+  say "installing toxiproxy-server@$TOXIPROXY_VERSION"
+  GOBIN=$TMP/toxiproxy go install "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
+  install_if_changed "$TMP/toxiproxy/server" "$BIN/toxiproxy-server"
+  stamp toxiproxy "$toxiproxy_key"
+fi
+
 # --- 2b''. Jaeger (the trace tests' collector and query API), with WITH_JAEGER=1 --------
 # A large build (the OpenTelemetry Collector inside): minutes the first time, then stamped;
 # only the trace tests ask for it.
@@ -191,10 +209,11 @@ step="go build"
 key=$({ go env GOVERSION; cd "$HERE" &&
   find go tutorial -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort | xargs sha256sum; } | digest)
 if fresh gobuild "$key" "$BIN/interop-client" "$BIN/interop-server" "$BIN/vectors-go" "$BIN/lb-client" \
-  "$BIN/otel-client" "$BIN/otel-server" "$BIN/scale-driver" "$BIN/compress-check" "$BIN/otlp-sink" "$BIN/tutorial-client"; then
+  "$BIN/otel-client" "$BIN/otel-server" "$BIN/scale-driver" "$BIN/compress-check" "$BIN/otlp-sink" \
+  "$BIN/authz-server" "$BIN/xds-control-plane" "$BIN/xds-client" "$BIN/tutorial-client"; then
   say "Go binaries up to date"
 else
-  say "building interop-client, interop-server, vectors-go, lb-client, otel-client, otel-server, scale-driver, compress-check, otlp-sink, tutorial-client into $BIN"
+  say "building interop-client, interop-server, vectors-go, lb-client, otel-client, otel-server, scale-driver, compress-check, otlp-sink, authz-server, xds-control-plane, xds-client, tutorial-client into $BIN"
   (cd "$HERE/go" && go build -buildvcs=false -o "$BIN/" ./cmd/...)
   (cd "$HERE/tutorial" && go build -buildvcs=false -o "$BIN/tutorial-client" ./client)
   stamp gobuild "$key"

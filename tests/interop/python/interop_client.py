@@ -42,7 +42,7 @@ def rpc(call, fn, *args, **kwargs):
 
 def unary(stub, timeout):
     print("--- 1. Unary ---")
-    res = rpc("SayHello", stub.SayHello, greeter_pb2.HelloRequest(name="Python"), timeout=timeout)
+    res = rpc("SayHello", stub.SayHello, greeter_pb2.HelloRequest(name="Python"), timeout=timeout, metadata=METADATA)
     print(f"Response: {res.message}")
     if res.message != "Hello Python":
         raise Mismatch(f'SayHello: want "Hello Python", got {q(res.message)}')
@@ -50,7 +50,7 @@ def unary(stub, timeout):
 
 def server_streaming(stub, timeout, ticks):
     print("--- 2. Server Streaming ---")
-    stream = rpc("GetStockPrice", stub.GetStockPrice, greeter_pb2.StockRequest(symbol="TSMC"), timeout=timeout)
+    stream = rpc("GetStockPrice", stub.GetStockPrice, greeter_pb2.StockRequest(symbol="TSMC"), timeout=timeout, metadata=METADATA)
     n = 0
     try:
         for stock in stream:
@@ -70,7 +70,7 @@ def client_streaming(stub, timeout):
     print("--- 3. Client Streaming ---")
     values = [30.5, 31.0, 30.8]
     summary = rpc("RecordMetrics", stub.RecordMetrics,
-                  (greeter_pb2.Metric(value=v) for v in values), timeout=timeout)
+                  (greeter_pb2.Metric(value=v) for v in values), timeout=timeout, metadata=METADATA)
     print(f"Statistics: Count {summary.count}, Average {summary.average:.2f}")
     if summary.count != len(values):
         raise Mismatch(f"RecordMetrics: want count {len(values)}, got {summary.count}")
@@ -88,7 +88,7 @@ def chat(stub, timeout):
         while (msg := outbox.get()) is not None:
             yield msg
 
-    call = rpc("Chat", stub.Chat, requests(), timeout=timeout)
+    call = rpc("Chat", stub.Chat, requests(), timeout=timeout, metadata=METADATA)
     try:
         for i, text in enumerate(["Hi from Python", "Streaming is cool"], 1):
             outbox.put(greeter_pb2.ChatMessage(user="Python", message=text))
@@ -106,6 +106,10 @@ def chat(stub, timeout):
     finally:
         outbox.put(None)  # never leave the request thread blocked
         call.cancel()     # no-op once the call has finished
+
+
+# Metadata sent with every call: the bearer token, when --token gives one.
+METADATA = ()
 
 
 def channel(args):
@@ -134,7 +138,10 @@ def main():
     p.add_argument("--tls-cert", default="", help="PEM client certificate for mutual TLS")
     p.add_argument("--tls-key", default="", help="PEM client key for mutual TLS")
     p.add_argument("--tls-server-name", default="", help="expected server name in its certificate")
+    p.add_argument("--token", default="", help="bearer token sent with every call (authorization: Bearer ...)")
     args = p.parse_args()
+    global METADATA
+    METADATA = (("authorization", f"Bearer {args.token}"),) if args.token else ()
 
     try:
         ch = channel(args)

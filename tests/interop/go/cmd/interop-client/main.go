@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "greeter-interop/proto"
@@ -33,6 +34,7 @@ var (
 	tlsCert    = flag.String("tls-cert", "", "PEM client certificate for mutual TLS")
 	tlsKey     = flag.String("tls-key", "", "PEM client key for mutual TLS")
 	tlsSrvName = flag.String("tls-server-name", "", "expected server name in its certificate (default: host of --addr)")
+	token      = flag.String("token", "", "bearer token sent with every call (authorization: Bearer ...)")
 )
 
 func mismatch(format string, args ...any) {
@@ -70,7 +72,11 @@ func transportCreds() (credentials.TransportCredentials, error) {
 }
 
 func callCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), *timeout)
+	ctx := context.Background()
+	if *token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+*token)
+	}
+	return context.WithTimeout(ctx, *timeout)
 }
 
 func main() {

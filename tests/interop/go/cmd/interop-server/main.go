@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	_ "google.golang.org/grpc/encoding/gzip" // inflates gzip requests, and answers them in gzip
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	pb "greeter-interop/proto"
@@ -36,7 +38,41 @@ var (
 	tlsCert     = flag.String("tls-cert", "", "PEM server certificate (with --tls-key enables TLS)")
 	tlsKey      = flag.String("tls-key", "", "PEM server key")
 	tlsClientCA = flag.String("tls-client-ca", "", "PEM CA; when set, clients must present a certificate it signed")
+	wireLogPath = flag.String("wire-log", "", "append a line per request message received to this file: METHOD compressed|plain LENGTH")
 )
+
+// wireLog records how each request message crossed the wire, which user code cannot see in
+// grpc-go: stats.InPayload's CompressedLength is the frame's length prefix as received, and
+// equals Length exactly when the frame was sent uncompressed (grpc-go hands the very buffer
+// on); for the compressible messages the tests send, gzip output is always shorter.
+type wireLog struct {
+	mu  sync.Mutex
+	out *os.File
+}
+
+type methodKey struct{}
+
+func (w *wireLog) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	return context.WithValue(ctx, methodKey{}, info.FullMethodName)
+}
+
+func (w *wireLog) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	in, ok := s.(*stats.InPayload)
+	if !ok {
+		return
+	}
+	state := "plain"
+	if in.CompressedLength != in.Length {
+		state = "compressed"
+	}
+	method, _ := ctx.Value(methodKey{}).(string)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fmt.Fprintf(w.out, "%s %s %d\n", method, state, in.Length)
+}
+
+func (w *wireLog) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (w *wireLog) HandleConn(context.Context, stats.ConnStats)                       {}
 
 type server struct {
 	pb.UnimplementedGreeterServer
@@ -137,6 +173,13 @@ func main() {
 	lis, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*port)))
 	if err != nil {
 		log.Fatalf("Failed to listen: %v", err)
+	}
+	if *wireLogPath != "" {
+		out, err := os.OpenFile(*wireLogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			log.Fatalf("wire log: %v", err)
+		}
+		opts = append(opts, grpc.StatsHandler(&wireLog{out: out}))
 	}
 	s := grpc.NewServer(opts...)
 	pb.RegisterGreeterServer(s, &server{})
