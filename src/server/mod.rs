@@ -104,8 +104,12 @@ impl ServerConfig {
             service.check().map_err(|reason| ServerError::Service { service: service.name().to_owned(), reason })?;
         }
         // The gate finds each caller's identity: for the policies, and for the traces and the
-        // access log even when nothing is enforced.
-        let wants_caller = self.authorization.is_some() || self.traces.is_some() || self.access_log.is_some();
+        // access log even when nothing is enforced. Without policies the only identity there is
+        // to find is a client certificate's: the traces and the log want the gate only under
+        // mutual TLS (elsewhere it would cost every call its check to find nobody).
+        let mutual_tls = self.tls.as_ref().is_some_and(|tls| tls.client_ca.is_some());
+        let observes_callers = self.traces.is_some() || self.access_log.is_some();
+        let wants_caller = self.authorization.is_some() || (mutual_tls && observes_callers);
         let gate = match (&self.authorization, wants_caller) {
             (Some(authorization), _) => Some(Arc::new(AccessGate::start(authorization)?)),
             (None, true) => Some(Arc::new(AccessGate::start(&Authorization::default())?)),
