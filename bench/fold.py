@@ -65,7 +65,7 @@ def table(path, top, match):
         print(f"| {thread} | {100 * n / total:.1f} % |")
     pattern = re.compile(match) if match else None
     for thread, thread_n in by_thread.most_common():
-        if thread_n < total / 50:
+        if thread_n < total / 100:
             continue
         inclusive = collections.Counter()
         for frames, n in stacks:
