@@ -146,8 +146,12 @@ fn write_replies<T, S: StreamSink<T>>(
                 *returned = Some(result);
                 continue;
             }
-            if sink_ready && outbox.has_reply() && !flusher.holding() {
-                continue;
+            if outbox.has_reply() {
+                if !sink_ready {
+                    flusher.ahead = true;
+                } else if !flusher.holding() {
+                    continue;
+                }
             }
         }
         return Poll::Pending;
