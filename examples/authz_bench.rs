@@ -219,7 +219,7 @@ fn go_bench(rounds: usize) -> std::collections::HashMap<usize, f64> {
     // The Go module needs its generated stubs, which the set-up makes.
     let setup = Command::new("bash").arg(repo.join("tests/interop/setup.sh")).status();
     if !setup.is_ok_and(|s| s.success()) {
-        eprintln!("authz_bench: tests/interop/setup.sh failed: no grpc-go figures (it needs Go >= 1.21)");
+        eprintln!("authz_bench: tests/interop/setup.sh failed: no grpc-go figures (it needs Go >= 1.26)");
         return Default::default();
     }
     let out = Command::new("go")

@@ -29,7 +29,7 @@ const RSS_SLACK: u64 = 8 << 20;
 /// Calls of each other kind per way of abandoning them.
 const CALLS_PER_WAY: usize = 500;
 /// Threads making calls at once.
-const WORKERS: usize = 4;
+const WORKERS: usize = 8;
 
 struct Server {
     process: ServerProcess,
@@ -179,7 +179,7 @@ enum Way {
 impl Way {
     fn timeout(self) -> Duration {
         match self {
-            Way::Deadline => Duration::from_millis(200),
+            Way::Deadline => Duration::from_millis(100),
             Way::Cancel | Way::Cut => Duration::from_secs(30),
         }
     }

@@ -74,10 +74,11 @@ fn the_tutorial_clients_run_all_four_patterns_through_nginx() {
     nginx(); // installed (it may download) before the network goes private
     tools();
     in_private_network(|| {
-        let front = Front::start(50051);
+        let mut front = Front::start(50051);
         run_tutorial_clients();
         front.wait_until("nginx logged 8 calls", |f| f.calls_proxied() >= 8);
         front.wait_served("the replicas served 2 SayHello calls", |s| s.iter().sum::<usize>() >= 2);
+        front.nginx.quit(); // its log whole, and no call still on its way to a replica
         assert_eq!(front.calls_proxied(), 8, "nginx's access log");
         assert_eq!(front.served().iter().sum::<usize>(), 2, "SayHello calls served: {:?}", front.served());
     });
@@ -87,10 +88,11 @@ fn the_tutorial_clients_run_all_four_patterns_through_nginx() {
 /// five: RecordMetrics twice, once empty): five calls logged, one SayHello served.
 #[test]
 fn our_client_runs_all_four_patterns_through_nginx() {
-    let front = Front::start(0);
+    let mut front = Front::start(0);
     common::assert_all_four_patterns(&Greeter::new(&front.addr(), Duration::from_secs(10)), "nginx");
     front.wait_until("nginx logged 5 calls", |f| f.calls_proxied() >= 5);
     front.wait_served("a replica served the SayHello call", |s| s.iter().sum::<usize>() >= 1);
+    front.nginx.quit(); // its log whole, and no call still on its way to a replica
     assert_eq!(front.calls_proxied(), 5, "nginx's access log");
     assert_eq!(front.served().iter().sum::<usize>(), 1, "SayHello calls served: {:?}", front.served());
 }
@@ -272,11 +274,12 @@ const OVER_LIMIT: &str = "Received message larger than max (4194305 vs. 4194304)
 
 /// One hostile client, ten seconds of malformed requests of eleven kinds, beside four
 /// well-behaved threads calling all four patterns through the same front: no good call
-/// fails, no replica leaves the rotation, and each kind gets its one documented answer every
-/// time, the five that are not well-formed gRPC from nginx itself.
+/// fails, no replica leaves the rotation, and each kind gets its documented answer every
+/// time (the 1 ms deadline one of its two, a race `front_answers` describes), the five that
+/// are not well-formed gRPC from nginx itself.
 #[test]
 fn a_hostile_client_cannot_empty_the_front_and_every_malformed_request_gets_its_answer() {
-    let front = Front::start(0);
+    let mut front = Front::start(0);
     let good = (0..4).map(|_| Greeter::new(&front.addr(), Duration::from_secs(30))).collect();
     let outcome = abuse(&front.addr(), good);
     let log = front.error_log();
@@ -284,7 +287,9 @@ fn a_hostile_client_cannot_empty_the_front_and_every_malformed_request_gets_its_
     assert!(!log.contains("temporarily disabled"), "nginx took a replica out of rotation:\n{log}");
     assert!(!log.contains("no live upstreams"), "nginx had no replica left:\n{log}");
     let answered_here = ["content_type_json", "method_get", "missing_te", "timeout_not_a_number", "unknown_encoding"];
-    front.wait_until("nginx logged every request", |f| f.answered_at_the_front() >= 5);
+    let expected = answered_here.len() * outcome.hostile_rounds as usize;
+    front.wait_until("nginx logged every request", |f| f.answered_at_the_front() >= expected);
+    front.nginx.quit(); // its log whole: a late extra line would show below
     assert_eq!(
         front.answered_at_the_front() as u64,
         answered_here.len() as u64 * outcome.hostile_rounds,
@@ -294,14 +299,18 @@ fn a_hostile_client_cannot_empty_the_front_and_every_malformed_request_gets_its_
 }
 
 /// A call whose deadline passes through the front ends DEADLINE_EXCEEDED for a gRPC client:
-/// its own deadline timer ends the call (what nginx does to the replica's repeated trailers,
-/// above, comes after it). 25 ms: two or three of the 10 ms ticks, not all five.
+/// its own deadline timer ends the call, as a rule before nginx's reset of the stream (above)
+/// reaches it, since the replica's deadline starts later than the client's. A client whose
+/// timer runs late (a busy machine) gets the reset first: INTERNAL "Received RST_STREAM with
+/// error code 2", the one other answer. 25 ms: two or three of the 10 ms ticks, not all five.
 #[test]
 fn a_deadline_through_nginx_is_deadline_exceeded_for_a_grpc_client() {
     let front = Front::start(0);
     let greeter = Greeter::new(&front.addr(), Duration::from_millis(25));
     let err = greeter.stock_prices("TSMC", |_| {}).expect_err("the deadline passes before the fifth tick");
-    assert_eq!(err.code(), Some(RpcStatusCode::DEADLINE_EXCEEDED), "{err}");
+    let reset_first =
+        err.code() == Some(RpcStatusCode::INTERNAL) && err.to_string().contains("RST_STREAM with error code 2");
+    assert!(err.code() == Some(RpcStatusCode::DEADLINE_EXCEEDED) || reset_first, "{err}");
     let after = Greeter::new(&front.addr(), Duration::from_secs(10)).say_hello("after");
     assert_eq!(after.map_err(|e| e.to_string()), Ok("Hello after".to_owned()));
 }

@@ -147,6 +147,7 @@ impl Gateways {
 
     /// A gateway serving the built page, in front of `server_port`.
     fn start(&self, server_port: u16, tweak: impl FnOnce(&mut GatewayConfig)) -> Gateway {
+        setup(); // the page is built (web/dist) before a gateway serves it
         let mut config = GatewayConfig {
             listen: "127.0.0.1:0".into(),
             upstream: format!("127.0.0.1:{server_port}"),

@@ -12,8 +12,10 @@ use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::{future, Sink, SinkExt as _};
+use futures_timer::Delay;
 use grpcio::{
     ClientStreamingSink, DuplexSink, DuplexSinkFailure, RpcStatus, RpcStatusCode, ServerStreamingSink,
     ServerStreamingSinkFailure, UnarySink, WriteFlags,
@@ -76,8 +78,11 @@ pub(crate) async fn streaming<T, S, Keep>(
 {
     let mut handler = pin!(handler);
     let mut returned = None;
-    let written =
-        future::poll_fn(|cx| write_replies(cx, &mut sink, handler.as_mut(), &mut returned, &outbox, &observed)).await;
+    let mut flusher = Flusher::default();
+    let written = future::poll_fn(|cx| {
+        write_replies(cx, &mut sink, handler.as_mut(), &mut returned, &outbox, &observed, &mut flusher)
+    })
+    .await;
     let sent = match written {
         Ok(Ok(())) => sink.close().await.map(|()| RpcStatusCode::OK),
         Ok(Err(status)) => {
@@ -97,8 +102,9 @@ pub(crate) async fn streaming<T, S, Keep>(
 /// written (its result), or the call is over (the error that says so).
 ///
 /// A reply goes out with the buffer hint when its successor is already known — the handler
-/// waits to send another, or has returned — so it leaves in one write with what follows; a
-/// reply after which the handler waits for something else goes out at once.
+/// waits to send another, or has returned — so it leaves in one write with what follows. A
+/// reply after which the handler waits for something else goes out at once, or, when the
+/// client is ahead of us, one turn later ([`Flusher`]).
 fn write_replies<T, S: StreamSink<T>>(
     cx: &mut Context<'_>,
     sink: &mut S,
@@ -106,6 +112,7 @@ fn write_replies<T, S: StreamSink<T>>(
     returned: &mut Option<Result<(), RpcStatus>>,
     outbox: &Outbox<T>,
     observed: &Observed,
+    flusher: &mut Flusher,
 ) -> Poll<grpcio::Result<Result<(), RpcStatus>>> {
     loop {
         // Ready: no write in flight. An error: the call is over.
@@ -114,14 +121,22 @@ fn write_replies<T, S: StreamSink<T>>(
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => false,
         };
-        if sink_ready {
-            if let Some(((reply, flags), another)) = outbox.take() {
-                let followed = another || returned.is_some();
+        let waiting = outbox.has_reply();
+        if waiting && !sink_ready {
+            flusher.ahead = true;
+        }
+        if waiting && sink_ready {
+            let followed = outbox.has_another() || returned.is_some();
+            if followed || !flusher.defers(cx) {
+                let ((reply, flags), _) = outbox.take().expect("a reply is waiting");
                 Pin::new(&mut *sink).start_send((reply, flags.buffer_hint(followed)))?;
                 observed.sent();
                 outbox.release(cx.waker());
+                flusher.wrote(followed);
                 continue;
             }
+        }
+        if sink_ready && !waiting {
             if let Some(result) = returned.take() {
                 return Poll::Ready(Ok(result));
             }
@@ -131,11 +146,61 @@ fn write_replies<T, S: StreamSink<T>>(
                 *returned = Some(result);
                 continue;
             }
-            if sink_ready && outbox.has_reply() {
-                continue;
+            if outbox.has_reply() {
+                if !sink_ready {
+                    flusher.ahead = true;
+                } else if !flusher.holding() {
+                    continue;
+                }
             }
         }
         return Poll::Pending;
+    }
+}
+
+/// When a reply whose successor is not known yet is written.
+///
+/// A pipelining client's next request is often already in C-core's buffer, but grpcio's
+/// request stream reads it only on a later completion-queue turn: written at once, every
+/// reply would be a write (a `sendmsg`) of its own. So when the client is ahead of us (a reply
+/// had to wait for a write in flight since the last flush), the flush is put off by one turn:
+/// a `futures-timer` delay of zero, whose wake comes from the timer's thread and so reaches
+/// this task through the completion queue, after the read already queued there. If the next
+/// request comes first, the held reply leaves with the buffer hint ahead of the next one; if
+/// not, it is flushed then. A client in lock-step is never ahead: its replies go at once.
+#[derive(Default)]
+struct Flusher {
+    ahead: bool,
+    /// The flush put off until this fires.
+    deferred: Option<Delay>,
+}
+
+impl Flusher {
+    /// Whether to hold the waiting reply for now.
+    fn defers(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.deferred {
+            Some(delay) => Pin::new(delay).poll(cx).is_pending(),
+            None if self.ahead => {
+                let mut delay = Delay::new(Duration::ZERO);
+                let pending = Pin::new(&mut delay).poll(cx).is_pending();
+                self.deferred = pending.then_some(delay);
+                pending
+            }
+            None => false,
+        }
+    }
+
+    fn holding(&self) -> bool {
+        self.deferred.is_some()
+    }
+
+    /// A reply was written, with the buffer hint when `followed`; a write without it is a
+    /// flush, after which the client has yet to show it is ahead again.
+    fn wrote(&mut self, followed: bool) {
+        self.deferred = None;
+        if !followed {
+            self.ahead = false;
+        }
     }
 }
 

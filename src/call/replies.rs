@@ -85,6 +85,11 @@ impl<T> Outbox<T> {
         self.lock().reply.is_some()
     }
 
+    /// Whether the handler waits to send another reply behind the one waiting.
+    pub(crate) fn has_another(&self) -> bool {
+        self.lock().waiting.is_some()
+    }
+
     /// Lets a `send` that waited try again; `current` is the driver's own task, which polls
     /// the handler next anyway and needs no wake.
     pub(crate) fn release(&self, current: &Waker) {

@@ -110,6 +110,18 @@ impl Nginx {
         self.access_log().iter().filter(|l| l.contains(" upstream=- ")).count()
     }
 
+    /// Shuts nginx down gracefully (SIGQUIT: requests in flight finish, the logs are written)
+    /// and waits for it: its logs are then whole, no line still to come.
+    pub fn quit(&mut self) {
+        let sent = Command::new("kill").args(["-QUIT", &self.child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+        let start = Instant::now();
+        while matches!(self.child.try_wait(), Ok(None)) {
+            assert!(start.elapsed() < Duration::from_secs(30), "nginx did not quit within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Takes upstream `i` out and reloads nginx (SIGHUP: new workers with the new config; the
     /// old ones finish their requests and exit).
     pub fn remove_and_reload(&self, i: usize) {

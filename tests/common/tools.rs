@@ -37,7 +37,7 @@ pub fn tools() -> &'static Tools {
         let status = status_within(setup, "tests/interop/setup.sh (needs bash, Go and Python 3)", SETUP_DEADLINE);
         assert!(
             status.success(),
-            "tests/interop/setup.sh failed (its message is above): the interop tests need Go (>= 1.21) \
+            "tests/interop/setup.sh failed (its message is above): the interop tests need Go (>= 1.26) \
              and Python 3 with venv on PATH, and the Go module proxy and PyPI reachable"
         );
         Tools {
