@@ -28,6 +28,7 @@ from measure import measure, wait_idle
 import gateway_cost
 import payload
 import scale
+import tracing
 from report import combine, machine, markdown, publish, render, run_summary, targets, versions
 
 
@@ -61,6 +62,13 @@ def main():
     ap.add_argument("--payload", action="store_true",
                     help="the compression scenario instead of the cells (bench/payload.py): unary with a 64 KiB "
                          "compressible name, plain and gzip, ours and grpc-go")
+    ap.add_argument("--tracing", action="store_true",
+                    help="the cost of tracing instead of the cells (bench/tracing.py): unary, ours off, traced, traced "
+                         "with the access log and sampled at 1 %%, against grpc-go off and with otelgrpc")
+    ap.add_argument("--instructions", action="store_true",
+                    help="--tracing: count our variants' instructions per call under valgrind's callgrind instead "
+                         "of timing them (a figure a busy machine does not move)")
+    ap.add_argument("--calls", type=int, default=2000, help="--tracing --instructions: calls counted per variant")
     ap.add_argument("--curves", default="all", help=f"--scale: 'all' or a comma list of {','.join(scale.CURVES)}")
     ap.add_argument("--scale-duration", type=float, help="--scale: measured seconds of an active point (default 10, quick 3)")
     ap.add_argument("--step-duration", type=float, help="--scale: seconds of an open-loop step (default 5, quick 2)")
@@ -82,6 +90,10 @@ def main():
         args.servers = ",".join(payload.SERVERS)
     if args.scale and args.servers == ",".join(ALL_SERVERS):
         args.servers = ",".join(scale.SERVERS)
+    if args.tracing and args.servers == ",".join(ALL_SERVERS):
+        args.servers = ",".join(tracing.VARIANTS)
+    if args.tracing:
+        args.no_plot = True  # a table, no plot
     args.scale_duration = args.scale_duration or (3.0 if args.quick else 10.0)
     if args.gateway:
         out = os.path.abspath(args.out or TB)
@@ -117,7 +129,7 @@ def main():
         setup_ghz()
         if "rust" in servers:
             setup_rust(args)
-        if args.scale or args.payload or "go" in servers or "python" in servers or set(scenarios) & set(STREAMING):
+        if args.scale or args.payload or args.tracing or "go" in servers or "python" in servers or set(scenarios) & set(STREAMING):
             setup_interop(args)  # the Go and Python peers, and count_msgs.py's grpcio
         if "tonic" in servers:
             setup_tonic(args)
@@ -134,6 +146,16 @@ def main():
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
             log(f"bench: WARNING: no plot venv ({e}); continuing without the PNG")
     setup_s = time.time() - start
+    if args.tracing:
+        head = {"command": " ".join(["bash bench/run"] + sys.argv[1:]),
+                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                "machine": machine_info}
+        if args.instructions:
+            rc = tracing.instructions(args, out, logdir, head)
+        else:
+            rc = tracing.main(args, servers, out, logdir, head)
+        log(f"bench: done in {(time.time() - start) / 60:.1f} min (setup {setup_s:.0f} s)")
+        return rc
     if args.payload:
         head = {"command": " ".join(["bash bench/run"] + sys.argv[1:]),
                 "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}

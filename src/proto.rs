@@ -6,7 +6,7 @@
 //! - [`health`]: the standard `grpc.health.v1` protocol.
 //! - [`reflection`]: the two versions of the server reflection protocol.
 //! - [`testing`]: `grpc.testing`, gRPC's official interop test protocol.
-//! - `otlp` (internal): OpenTelemetry's trace export, `TraceService/Export`.
+//! - `otlp` (internal): OpenTelemetry's trace export, `TraceService/Export`'s answer.
 #![allow(missing_docs, clippy::all, renamed_and_removed_lints)]
 
 mod generated {
@@ -47,16 +47,22 @@ pub mod testing {
     pub use super::generated::test_grpc::*;
 }
 
-/// OpenTelemetry's OTLP trace export: the messages and the `TraceService` client.
+/// OpenTelemetry's OTLP trace export: the answer to `TraceService/Export` (its requests are
+/// encoded field by field, `telemetry/otlp_wire.rs`), and the messages, for the tests that
+/// read requests back.
 pub(crate) mod otlp {
+    pub(crate) use super::generated::trace_service::ExportTraceServiceResponse;
+    #[cfg(test)]
     pub(crate) use super::generated::trace_service::*;
-    pub(crate) use super::generated::trace_service_grpc::*;
+    #[cfg(test)]
     pub(crate) mod common {
         pub(crate) use super::super::generated::common::*;
     }
+    #[cfg(test)]
     pub(crate) mod resource {
         pub(crate) use super::super::generated::resource::*;
     }
+    #[cfg(test)]
     pub(crate) mod trace {
         pub(crate) use super::super::generated::trace::*;
     }

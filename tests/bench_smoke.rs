@@ -1,8 +1,9 @@
 //! Keeps the benchmark harness alive: `bench/run --quick` against our server only must give
 //! numbers for every scenario with zero errors, and every streaming call it counts must carry
 //! exactly the 1000 messages its messages/s assumes; with `--repeat N` every figure must be the
-//! median of the N runs it keeps, and a failure in any round must fail the cell. Nothing about
-//! speed is asserted here; speed lives in `bash bench/run` and BENCHMARKS.md.
+//! median of the N runs it keeps, and a failure in any round must fail the cell; `--tracing` must
+//! count every span and access-log line of its runs. Nothing about speed is asserted here;
+//! speed lives in `bash bench/run` and BENCHMARKS.md.
 
 mod common;
 
@@ -266,4 +267,46 @@ fn a_failure_in_a_later_round_fails_the_cell() {
     let failures = json["failures"].to_string();
     assert!(failures.contains("server_stream/rust, round 2/2: "), "{failures}");
     assert!(failures.contains("999 messages received from it"), "{failures}");
+}
+
+/// `bash bench/run --tracing --quick`: every variant of ours and of grpc-go gives a CPU cost
+/// with zero errors, in the shape the lead's tooling reads (`results.<server>.<variant>`), and
+/// the spans are counted, not assumed: every call of a fully traced run reaches the sink (the
+/// calls served, warm-up included, equal the spans exported, none dropped), and the access
+/// log has a line per call.
+#[test]
+fn the_quick_tracing_benchmark_counts_every_span_and_line() {
+    let _bench = one_bench_at_a_time();
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = bench_run(out.path(), &test_build_server(), &["--tracing"]);
+    // 2 s, not 0.5: server CPU is read in 10 ms clock ticks.
+    cmd.args(["--warmup", "0.2", "--duration", "2"]);
+    let status = status_within(cmd, "bash bench/run --tracing --quick", BENCH_RUN_DEADLINE);
+    assert!(status.success(), "bench/run --tracing --quick failed (its output is above)");
+
+    let json = results(out.path());
+    assert_eq!(json["failures"].as_array().map(Vec::len), Some(0), "{}", json["failures"]);
+    for (server, variants) in
+        [("rust", &["off", "traces", "traces_log", "sampled_1pct"][..]), ("go", &["off", "traces"][..])]
+    {
+        for variant in variants {
+            let cell = &json["results"][server][variant];
+            assert_eq!(cell["errors"], 0, "{server} {variant}: {cell}");
+            assert!(number(&cell["server_cpu_us_per_call"], "CPU per call") > 0.0, "{server} {variant}: {cell}");
+            if *variant == "off" {
+                continue;
+            }
+            assert_eq!(cell["spans_dropped"], 0, "{server} {variant}: {cell}");
+            let exported = cell["spans_exported"].as_u64().unwrap();
+            let served = cell["calls_served"].as_u64().unwrap();
+            if *variant == "sampled_1pct" {
+                assert!(exported < served / 10, "{server} {variant}: {exported} spans of {served} calls");
+            } else {
+                assert_eq!(exported, served, "{server} {variant}: a span per call");
+            }
+        }
+    }
+    let logged = &json["results"]["rust"]["traces_log"];
+    assert_eq!(logged["log_lines"], logged["calls_served"], "a line per call: {logged}");
+    assert!(json["targets"].as_array().is_some_and(|t| t.len() == 5), "{}", json["targets"]);
 }

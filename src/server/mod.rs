@@ -5,7 +5,6 @@
 mod access;
 mod shutdown;
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use grpcio::{EnvBuilder, Environment};
@@ -18,7 +17,7 @@ use crate::patterns::config::GreeterConfig;
 use crate::patterns::greeter_parts;
 use crate::proto::health::health_check_response::ServingStatus;
 use crate::reflection::reflection_services;
-use crate::telemetry::{AccessLog, AccessLogWriter, CallTrace, MetricsEndpoint, Prometheus, TraceExport};
+use crate::telemetry::{AccessLog, AccessLogWriter, MetricsEndpoint, Prometheus, SpansAndAccessLog, TraceExport};
 use crate::tls::ServerTls;
 use crate::transport::{self, TransportLimits};
 
@@ -105,8 +104,12 @@ impl ServerConfig {
             service.check().map_err(|reason| ServerError::Service { service: service.name().to_owned(), reason })?;
         }
         // The gate finds each caller's identity: for the policies, and for the traces and the
-        // access log even when nothing is enforced.
-        let wants_caller = self.authorization.is_some() || self.traces.is_some() || self.access_log.is_some();
+        // access log even when nothing is enforced. Without policies the only identity there is
+        // to find is a client certificate's: the traces and the log want the gate only under
+        // mutual TLS (elsewhere it would cost every call its check to find nobody).
+        let mutual_tls = self.tls.as_ref().is_some_and(|tls| tls.client_ca.is_some());
+        let observes_callers = self.traces.is_some() || self.access_log.is_some();
+        let wants_caller = self.authorization.is_some() || (mutual_tls && observes_callers);
         let gate = match (&self.authorization, wants_caller) {
             (Some(authorization), _) => Some(Arc::new(AccessGate::start(authorization)?)),
             (None, true) => Some(Arc::new(AccessGate::start(&Authorization::default())?)),
@@ -136,18 +139,16 @@ impl ServerConfig {
             }
             observers.push(metrics.clone());
         }
-        let trace = self.call_trace()?;
+        let trace = self.spans_and_access_log(&env)?;
         if let Some(trace) = &trace {
             if let Some(metrics) = &metrics {
-                let spans = trace.spans.clone();
                 let help = "Spans sent to the OTLP collector.";
-                metrics.counter("greeter_trace_spans_exported_total", help, move || spans.exported.load(Relaxed));
-                let spans = trace.spans.clone();
+                metrics.counter("greeter_trace_spans_exported_total", help, trace.spans_exported());
                 let help = "Spans lost: the export queue was full, or the collector did not take them.";
-                metrics.counter("greeter_trace_spans_dropped_total", help, move || spans.dropped.load(Relaxed));
-                if let Some(log) = &trace.log {
+                metrics.counter("greeter_trace_spans_dropped_total", help, trace.spans_dropped());
+                if let Some(dropped) = trace.log_lines_dropped() {
                     let help = "Access log lines lost: the writer could not keep up.";
-                    metrics.counter("greeter_access_log_lines_dropped_total", help, log.dropped());
+                    metrics.counter("greeter_access_log_lines_dropped_total", help, dropped);
                 }
             }
             observers.push(trace.clone());
@@ -190,22 +191,23 @@ impl ServerConfig {
     }
 
     /// The spans and the access log, when either is asked for.
-    fn call_trace(&self) -> Result<Option<Arc<CallTrace>>, ServerError> {
+    fn spans_and_access_log(&self, env: &Arc<Environment>) -> Result<Option<Arc<SpansAndAccessLog>>, ServerError> {
         if self.traces.is_none() && self.access_log.is_none() {
             return Ok(None);
         }
         let log = match &self.access_log {
-            Some(to) => Some(Arc::new(
+            Some(to) => Some(
                 AccessLogWriter::start(to)
                     .map_err(|source| ServerError::AccessLog { to: format!("{to:?}"), source })?,
-            )),
+            ),
             None => None,
         };
-        let trace =
-            CallTrace::start(self.traces.as_ref(), log, &self.addr).map_err(|source| ServerError::TraceExport {
+        let trace = SpansAndAccessLog::start(self.traces.as_ref(), log, &self.addr, env.clone()).map_err(|source| {
+            ServerError::TraceExport {
                 endpoint: self.traces.as_ref().map(|t| t.endpoint.clone()).unwrap_or_default(),
                 source,
-            })?;
+            }
+        })?;
         Ok(Some(Arc::new(trace)))
     }
 }
@@ -217,7 +219,7 @@ pub struct GreeterServer {
     port: u16,
     shutdown: GracefulShutdown,
     metrics_endpoint: Option<MetricsEndpoint>,
-    trace: Option<Arc<CallTrace>>,
+    trace: Option<Arc<SpansAndAccessLog>>,
     _env: Arc<Environment>,
 }
 

@@ -1,18 +1,27 @@
 //! What the server tells its operators: Prometheus metrics in go-grpc-prometheus's names (so
 //! dashboards and alerts written for Go services work unchanged), the numbers the services
 //! keep about themselves, malloc's and the process's, and the `/metrics` endpoint that serves
-//! them; OpenTelemetry traces, exported over OTLP (`trace.rs`, `otlp.rs`); and the access log.
+//! them; the server's spans and its access log (`spans_and_log.rs`), exported over OTLP
+//! (`otlp.rs`) and written as JSON lines (`access_log.rs`); our clients' spans
+//! (`client_spans.rs`).
 //!
-//! grpcio has no interceptors, so calls are observed through the call layer: [`Prometheus`] is
-//! a [`call::Observer`](crate::call::Observer), and every method registered through the
-//! [`Registrar`](crate::call::Registrar) counts its calls here. Calls grpcio refuses before any
-//! handler runs (an unknown method; a unary request over the size limit) are not counted.
+//! grpcio has no interceptors, so calls are observed through the call layer: [`Prometheus`]
+//! and [`SpansAndAccessLog`] are [`call::Observer`](crate::call::Observer)s, and every method
+//! registered through the [`Registrar`](crate::call::Registrar) is observed by them. Calls
+//! grpcio refuses before any handler runs (an unknown method; a unary request over the size
+//! limit) are not counted.
 
 mod access_log;
+mod client_spans;
+mod code_names;
 mod endpoint;
+mod handoff;
 mod heap;
 mod otlp;
-mod trace;
+mod otlp_wire;
+mod protowire;
+mod server_spans;
+mod spans_and_log;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -27,32 +36,12 @@ use crate::call::{CallObserver, Caller, MethodName, MethodObserver, Observer, Re
 
 pub use access_log::AccessLog;
 pub(crate) use access_log::AccessLogWriter;
+pub use client_spans::ClientTracing;
 pub(crate) use endpoint::MetricsEndpoint;
-pub use otlp::{ClientTracing, TraceExport};
-pub(crate) use trace::CallTrace;
+pub use otlp::TraceExport;
+pub(crate) use spans_and_log::SpansAndAccessLog;
 
 const LABELS: [&str; 3] = ["grpc_type", "grpc_service", "grpc_method"];
-
-/// Every status code, as grpc-go spells it in `grpc_code`, indexed by the code's number.
-const CODE_NAMES: [&str; 17] = [
-    "OK",
-    "Canceled",
-    "Unknown",
-    "InvalidArgument",
-    "DeadlineExceeded",
-    "NotFound",
-    "AlreadyExists",
-    "PermissionDenied",
-    "ResourceExhausted",
-    "FailedPrecondition",
-    "Aborted",
-    "OutOfRange",
-    "Unimplemented",
-    "Internal",
-    "Unavailable",
-    "DataLoss",
-    "Unauthenticated",
-];
 
 /// A number read when `/metrics` is scraped.
 type Read = Box<dyn Fn() -> u64 + Send + Sync>;
@@ -206,7 +195,8 @@ impl Observer for Prometheus {
             received: self.received.with_label_values(&labels),
             sent: self.sent.with_label_values(&labels),
             handling: self.handling.with_label_values(&labels),
-            handled: CODE_NAMES.map(|code| self.handled.with_label_values(&[kind, service, name, code])),
+            handled: code_names::grpc_go_names()
+                .map(|code| self.handled.with_label_values(&[kind, service, name, code])),
         })))
     }
 }
@@ -221,7 +211,7 @@ struct MethodSeries {
     received: IntCounter,
     sent: IntCounter,
     handling: Histogram,
-    handled: [IntCounter; 17],
+    handled: [IntCounter; code_names::COUNT],
 }
 
 /// One method's metrics, handed to each of its calls.
@@ -256,8 +246,7 @@ impl CallObserver for CallRecord {
 
     /// Codes outside the 17 defined ones count as `Unknown`.
     fn finished(&self, code: RpcStatusCode) {
-        let index = usize::try_from(i32::from(code)).ok().filter(|&i| i < CODE_NAMES.len()).unwrap_or(2);
-        self.series.handled[index].inc();
+        self.series.handled[code_names::index(code)].inc();
         self.series.handling.observe(self.arrived.elapsed().as_secs_f64());
     }
 }
