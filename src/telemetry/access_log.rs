@@ -22,7 +22,7 @@ use time::macros::format_description;
 use time::OffsetDateTime;
 
 use super::code_names;
-use super::spans_and_log::{Clock, FinishedCall, Peer};
+use super::finished_call::{Clock, FinishedCall, Peer};
 
 /// Batches of lines waiting to be written at most; more are dropped (and counted).
 const QUEUE_LEN: usize = 16;
@@ -212,7 +212,7 @@ fn write_lines(out: &mut dyn Write, lines: &[u8], pipe: bool) -> io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::spans_and_log::{MethodNames, PeerName};
+    use crate::telemetry::finished_call::{MethodNames, PeerName};
     use grpcio::{MethodType, RpcStatusCode};
     use std::time::{Duration, Instant};
 

@@ -15,6 +15,7 @@ mod access_log;
 mod client_spans;
 mod code_names;
 mod endpoint;
+mod finished_call;
 mod handoff;
 mod heap;
 mod otlp;

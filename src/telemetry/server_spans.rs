@@ -14,14 +14,13 @@ use std::sync::OnceLock;
 
 use grpcio::{Metadata, RpcStatusCode};
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceId};
+use opentelemetry::trace::{SpanContext, TraceContextExt as _, TraceId};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 
+use super::finished_call::{Clock, FinishedCall, Peer, SpanIds};
 use super::otlp_wire::{self, int_attribute, span, str_attribute, Key};
 use super::protowire;
-use super::spans_and_log::{Clock, FinishedCall, Peer};
-use crate::call::MethodName;
 
 /// The scope (`InstrumentationScope.name`) of the server's spans.
 pub(crate) const SCOPE: &str = "greeter";
@@ -30,17 +29,6 @@ pub(crate) const SCOPE: &str = "greeter";
 pub(crate) struct ServerSpans {
     sampler: Sampler,
     ids: RandomIdGenerator,
-}
-
-/// A recorded span's ids, as the call's thread chose them.
-#[derive(Clone)]
-pub(crate) struct SpanIds {
-    pub(crate) trace_id: TraceId,
-    pub(crate) span_id: SpanId,
-    /// The caller's span, when the call came with trace context.
-    pub(crate) parent: Option<SpanId>,
-    /// The caller's `tracestate`, when it sent one.
-    pub(crate) trace_state: Option<Box<str>>,
 }
 
 /// What the sampler made of a call.
@@ -165,25 +153,6 @@ impl Extractor for Headers<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.iter().map(|(k, _)| k).collect()
-    }
-}
-
-/// What every span of one method has, encoded once: its name, its kind, and its `rpc.*`
-/// attributes.
-pub(crate) struct MethodSpan {
-    encoded: Vec<u8>,
-}
-
-impl MethodSpan {
-    pub(crate) fn new(method: MethodName<'_>) -> Self {
-        let name = format!("{}/{}", method.service, method.method);
-        let mut encoded = Vec::new();
-        protowire::bytes(&mut encoded, span::NAME, name.as_bytes());
-        protowire::uint(&mut encoded, span::KIND, span::KIND_SERVER);
-        str_attribute(&mut encoded, span::ATTRIBUTES, "rpc.system", "grpc");
-        str_attribute(&mut encoded, span::ATTRIBUTES, "rpc.service", method.service);
-        str_attribute(&mut encoded, span::ATTRIBUTES, "rpc.method", method.method);
-        MethodSpan { encoded }
     }
 }
 
@@ -313,11 +282,13 @@ fn is_server_error(code: RpcStatusCode) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::call::MethodName;
     use crate::proto::otlp::trace::span::SpanKind as OtlpKind;
     use crate::proto::otlp::trace::status::StatusCode;
     use crate::proto::otlp::ExportTraceServiceRequest;
-    use crate::telemetry::spans_and_log::{MethodNames, PeerName};
+    use crate::telemetry::finished_call::{MethodNames, PeerName};
     use grpcio::MethodType;
+    use opentelemetry::trace::SpanId;
     use protobuf::Message as _;
     use std::collections::BTreeMap;
     use std::sync::Arc;
@@ -482,7 +453,7 @@ mod tests {
 #[cfg(test)]
 mod sampler_tests {
     use super::*;
-    use opentelemetry::trace::{TraceFlags, TraceState};
+    use opentelemetry::trace::{SpanId, TraceFlags, TraceState};
     use opentelemetry_sdk::trace::{Sampler as SdkSampler, SamplingDecision, ShouldSample as _};
 
     fn caller(trace_id: TraceId, sampled: bool) -> SpanContext {
