@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::{KillOnDrop, DEADLINE};
-use common::scrape::{get, Metrics, CODE_NAMES};
+use common::scrape::{get, try_get, Metrics, CODE_NAMES};
 use common::{status_code, wait_until, TestServer};
 use futures::executor::block_on;
 use futures::{SinkExt as _, StreamExt as _, TryStreamExt as _};
@@ -283,8 +283,8 @@ impl Prometheus {
                 let _ = prometheus.process.0.stderr.take().unwrap().read_to_string(&mut stderr);
                 return Err(format!("prometheus exited ({status}): {stderr}"));
             }
-            if TcpStream::connect(web).is_ok() {
-                let (status, body) = get(web, "/-/ready");
+            // Its listener may accept, then reset, a connection while it is starting.
+            if let Ok((status, body)) = try_get(web, "/-/ready") {
                 if status.contains("200") && body.contains("Prometheus Server is Ready") {
                     return Ok(prometheus);
                 }

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::output_within;
-use common::scrape::get;
+use common::scrape::{get, try_get};
 use common::tools::{jaeger, tools, PeerServer};
 use common::{wait_until, RefusedPort, TestServer};
 use futures::executor::block_on;
@@ -82,10 +82,9 @@ impl Jaeger {
             if let Ok(Some(status)) = jaeger.child.try_wait() {
                 return Err(format!("jaeger exited ({status}): {}", jaeger.log()));
             }
-            let query_ready = std::net::TcpStream::connect(jaeger.query).is_ok() && {
-                let (status, body) = get(jaeger.query, "/api/services");
-                status.contains("200") && body.contains("\"data\"")
-            };
+            // Jaeger's listener may accept, then reset, a connection while it is starting.
+            let query_ready = matches!(try_get(jaeger.query, "/api/services"),
+                Ok((status, body)) if status.contains("200") && body.contains("\"data\""));
             let export = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
             if query_ready && common::raw::unary(&collector, export, Vec::new(), Duration::from_secs(1)).is_ok() {
                 return Ok(jaeger);

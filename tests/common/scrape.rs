@@ -29,15 +29,21 @@ pub const CODE_NAMES: [&str; 17] = [
 
 /// `GET path` over HTTP/1.1: the status line and the body.
 pub fn get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut conn = TcpStream::connect(addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(conn, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    try_get(addr, path).unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
+}
+
+/// `GET path`, or the I/O error that stopped it: for a probe that waits for a server which
+/// may accept a connection before it is ready to answer on it (and reset it meanwhile).
+pub fn try_get(addr: SocketAddr, path: &str) -> std::io::Result<(String, String)> {
+    let mut conn = TcpStream::connect(addr)?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
     let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
+    conn.read_to_string(&mut response)?;
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
     let chunked = head.lines().any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
     let body = if chunked { dechunk(body) } else { body.to_owned() };
-    (head.lines().next().unwrap().to_owned(), body)
+    Ok((head.lines().next().unwrap().to_owned(), body))
 }
 
 /// A chunked body (RFC 9112 §7.1) put together: each chunk is its hex length, CRLF, the

@@ -113,9 +113,12 @@ impl Toxiproxy {
             self.api,
             body.len()
         );
-        conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(body.as_bytes())).unwrap();
         let mut response = String::new();
-        conn.read_to_string(&mut response).unwrap();
+        // An error is status 0 with its text: while the API starts it may accept, then reset.
+        let sent = conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(body.as_bytes()));
+        if let Err(e) = sent.and_then(|()| conn.read_to_string(&mut response)) {
+            return (0, format!("no answer: {e}"));
+        }
         let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
         let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         assert!(
