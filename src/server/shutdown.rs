@@ -25,7 +25,7 @@ pub struct ShutdownOutcome {
 ///    traffic moves elsewhere;
 /// 2. if anybody was watching health, the server goes on serving for `drain`: a client
 ///    balancing over replicas may have picked this one for a call just before it heard,
-///    and that call should still be served, not refused;
+///    and that call should still be served, not refused (with no drain, 3 comes before 1);
 /// 3. the server stops accepting calls (new ones get UNAVAILABLE) and in-flight calls carry on;
 /// 4. after `grace`, calls still running are cancelled;
 /// 5. a short linger lets the last frames reach the clients, and the server is gone.
@@ -49,15 +49,23 @@ impl Default for GracefulShutdown {
 impl GracefulShutdown {
     pub(crate) async fn run(self, server: &mut grpcio::Server, health: &HealthService) -> ShutdownOutcome {
         let started = Instant::now();
-        let watchers = health.shutdown();
-        if watchers > 0 && !self.drain.is_zero() {
-            log::info!(
-                "health is NOT_SERVING for {watchers} watcher(s); serving on for {:?} while they move away",
-                self.drain
-            );
-            Delay::new(self.drain).await;
-        }
-        let mut drained = server.shutdown();
+        let mut drained = if self.drain.is_zero() {
+            // No drain: the server stops accepting before health turns, so a client that
+            // has heard NOT_SERVING can no longer start a call here.
+            let drained = server.shutdown();
+            health.shutdown();
+            drained
+        } else {
+            let watchers = health.shutdown();
+            if watchers > 0 {
+                log::info!(
+                    "health is NOT_SERVING for {watchers} watcher(s); serving on for {:?} while they move away",
+                    self.drain
+                );
+                Delay::new(self.drain).await;
+            }
+            server.shutdown()
+        };
         let cancelled_calls = match future::select(&mut drained, Delay::new(self.grace)).await {
             Either::Left(_) => false,
             Either::Right(_) => {
