@@ -147,9 +147,12 @@ fn four_patterns(greeter: &Greeter, ticks: Ticks, name_len: usize, values: usize
     start.elapsed()
 }
 
-/// The server's exact counts: `calls` started and ended OK for each of `METHODS`, `values`
-/// metrics and `chat` chat messages received, `ticks` sent.
-fn assert_counted(m: &Metrics, calls: [f64; 4], values: f64, chat: f64, ticks: f64) {
+/// The server's exact counts, once every call has ended there (a client may hold its last
+/// reply a moment before the server has counted the call): `calls` started and ended OK for
+/// each of `METHODS`, `values` metrics and `chat` chat messages received, `ticks` sent.
+fn assert_counted(server: &TestServer, calls: [f64; 4], values: f64, chat: f64, ticks: f64) {
+    wait_until_freed(server, Duration::from_secs(10));
+    let m = server.scrape();
     for ((kind, method), calls) in METHODS.into_iter().zip(calls) {
         assert_eq!(m.started(kind, method), calls, "{method} started");
         assert_eq!(m.handled(kind, method, "OK"), calls, "{method} OK");
@@ -338,11 +341,10 @@ fn latency_slows_every_pattern_and_a_deadline_ends_it_on_time() {
     let fast = four_patterns(&patient, Ticks::Five, 16, 100, 10);
     assert!(fast < Duration::from_millis(300), "the same client, latency gone: {fast:?}");
     assert_eq!(g.say_hello("after").map_err(|e| e.to_string()), Ok("Hello after".to_owned()));
+    wait_until_freed(&hasty_server, Duration::from_secs(10));
     assert_eq!(hasty_server.scrape().handled("unary", "SayHello", "OK") - m.handled("unary", "SayHello", "OK"), 1.0);
     // Two rounds of the four patterns on the patient client's server.
-    let m = server.scrape();
-    assert_counted(&m, [2.0; 4], 2.0 * 100.0, 2.0 * 10.0, 2.0 * 5.0);
-    assert_eq!(held(&m), [0.0; 3]);
+    assert_counted(&server, [2.0; 4], 2.0 * 100.0, 2.0 * 10.0, 2.0 * 5.0);
 }
 
 /// A link of 32 KB/s each way: every pattern completes exactly, no sooner than its bytes allow
@@ -363,7 +365,7 @@ fn a_slow_link_carries_every_pattern_whole_and_a_deadline_ends_it_on_time() {
     let least = Duration::from_secs_f64((2.0 * 16.0 * 1024.0 + 2000.0 * 14.0) / 32_000.0);
     eprintln!("four patterns over 32 KB/s, a 16 KiB name and 2000 metrics: {took:?} (the bytes alone: {least:?})");
     assert!(took >= least, "{took:?}, sooner than the link allows ({least:?})");
-    assert_counted(&server.scrape(), [1.0; 4], 2000.0, 10.0, 5.0);
+    assert_counted(&server, [1.0; 4], 2000.0, 10.0, 5.0);
 
     let deadline = Duration::from_secs(1);
     let hasty = blocking::Greeter::from(client(&proxy.addr, deadline, Keepalive::default()));
@@ -559,10 +561,10 @@ fn tiny_segments_carry_every_message_whole() {
     let greeter = client(&proxy.addr, Duration::from_secs(60), Keepalive::default());
     let took = four_patterns(&greeter, Ticks::Five, 4096, 1000, 50);
     eprintln!("four patterns in 4-12 byte segments: {took:?}");
-    assert_counted(&server.scrape(), [1.0; 4], 1000.0, 50.0, 5.0);
+    assert_counted(&server, [1.0; 4], 1000.0, 50.0, 5.0);
     proxy.remove_both_ways("slicer");
     four_patterns(&greeter, Ticks::Five, 4096, 1000, 50);
-    assert_counted(&server.scrape(), [2.0; 4], 2000.0, 100.0, 10.0);
+    assert_counted(&server, [2.0; 4], 2000.0, 100.0, 10.0);
 }
 
 /// One call of `pattern` on a fresh connection through `proxy`: what the client got, each
