@@ -21,6 +21,7 @@ import datetime
 import os
 import platform
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -101,6 +102,7 @@ def main():
     ap.add_argument("--run-timeout", type=float, default=1800, help="seconds per run")
     ap.add_argument("--report", help="default: tests/stress-report.md, or stress-report-FEATURES.md")
     args = ap.parse_args(argv)
+    args.code = code_version()  # before the runs: a pull during them must not relabel them
 
     if args.report is None:
         suffix = "-" + args.features.replace(",", "-") if args.features else ""
@@ -167,16 +169,25 @@ def main():
     return 1 if fail_count else 0
 
 
+def code_version():
+    """The commit the runs tested, and whether the work tree differed from it."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=30, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"unknown ({e})"
+    return f"commit {commit}" + (" with uncommitted changes" if dirty else "")
+
+
 def render(args, cargo, rows, tests_seen, fail_count, first_failure, interrupted=False):
     load = "none" if args.no_load else f"{args.hogs} busy loops on {os.cpu_count()} cores"
     lines = [
         "# Flake hunt report",
         "",
-        f"- command: `python3 tests/stress.py --runs {args.runs}"
-        + (f" --features {args.features}" if args.features else "")
-        + (" --no-load" if args.no_load else "")
-        + (" -- " + " ".join(cargo[cargo.index("--no-fail-fast") + 1 + (2 if args.features else 0):]) if len(cargo) > 3 + (2 if args.features else 0) else "")
-        + "`",
+        f"- command: `{shlex.join(['python3', 'tests/stress.py', *sys.argv[1:]])}`",
+        f"- code: {args.code}",
         f"- each run: `{' '.join(cargo)}`",
         f"- load: {load}",
         f"- machine: {platform.node()}, {platform.machine()}, {os.cpu_count()} cores",
